@@ -3,6 +3,8 @@
 import importlib.metadata as _metadata
 
 from .activation import Activation as Activation, activation as activation
+from .dual import Dual as Dual, derive as derive
+from .trace import Step as Step
 from .errors import (
     DivergentMomentError as DivergentMomentError,
     InvalidCovarianceError as InvalidCovarianceError,

@@ -1,0 +1,152 @@
+"""The symbolic engine: Gaussian expectations of activations in closed form. Never imports JAX.
+
+`closed_form_dual(expr)` tries the derivation strategies in order and returns the first success:
+  homogeneous   every term is positively homogeneous (xⁿ·H(±x)): derive k̂(ρ) at unit variances,
+                then K = Σ q1^{n/2} q2^{m/2} k̂_{nm}(c/√(q1q2));
+  expectation   linearity over the terms of σ and the pair rules of `bivariate` (Gaussian moments,
+                conditioning on δ, Price's theorem integrated back in c).
+Each raises UnsupportedTerm when its rules do not apply; the caller then falls back to a numeric dual.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ..errors import DerivationTimeout
+from ..symbols import c, q, q1, q2, rho, x
+from ..trace import Step
+from . import _budget
+from .bivariate import Covariance, expect_pair_sums
+from .terms import Term, UnsupportedTerm, as_expr, derivative_of_sum, has_delta, rewrite, to_terms
+
+__all__ = ["ClosedForm", "UnsupportedTerm", "closed_form_dual"]
+
+
+@dataclass(frozen=True)
+class ClosedForm:
+    """K, K̇ (or the reason it does not exist), V, and the trace of how they were found."""
+
+    K: sp.Expr
+    Kdot: sp.Expr | None
+    Kdot_reason: str | None
+    V: sp.Expr
+    method: str
+    steps: tuple[Step, ...]
+
+
+def _rules_text(rules: dict[str, int]) -> str:
+    return ", ".join(f"{name} ×{count}" for name, count in sorted(rules.items()))
+
+
+def _kernel_homogeneous(terms: tuple[Term, ...]) -> tuple[sp.Expr, dict[str, int]]:
+    unit = Covariance(sp.S.One, sp.S.One, rho)
+    total = sp.S.Zero
+    rules: dict[str, int] = {}
+    for f in terms:
+        for g in terms:
+            value, used = expect_pair_sums((f,), (g,), unit)
+            for k, v in used.items():
+                rules[k] = rules.get(k, 0) + v
+            total += q1 ** sp.Rational(f.n, 2) * q2 ** sp.Rational(g.n, 2) * value
+    return total.subs(rho, c / sp.sqrt(q1 * q2)), rules
+
+
+def _kernel_general(terms: tuple[Term, ...]) -> tuple[sp.Expr, dict[str, int]]:
+    return expect_pair_sums(terms, terms, Covariance(q1, q2, c))
+
+
+def _is_homogeneous(terms) -> bool:
+    return all(t.is_homogeneous for t in terms)
+
+
+SIMPLIFY_SECONDS = 1.0
+
+
+def _tidy(e: sp.Expr) -> sp.Expr:
+    """Cheap normal form: cancel exponents, factor power bases so positive factors split off."""
+    e = e.replace(lambda z: isinstance(z, sp.exp), lambda z: sp.exp(sp.cancel(z.args[0])))
+    return e.replace(lambda z: isinstance(z, sp.Pow) and z.base.is_Add and not z.exp.is_Integer,
+                     lambda z: sp.factor(z.base) ** z.exp)
+
+
+def _split_exp(arg: sp.Expr) -> sp.Expr:
+    """exp(a + i b) = exp(a)(cos b + i sin b) for real a, b (all of ntksym's symbols are real)."""
+    if not arg.has(sp.I):
+        return sp.exp(arg)
+    re_part = sp.expand((arg + arg.subs(sp.I, -sp.I)) / 2)
+    im_part = sp.expand((arg - arg.subs(sp.I, -sp.I)) / (2 * sp.I))
+    return sp.exp(re_part) * (sp.cos(im_part) + sp.I * sp.sin(im_part))
+
+
+def _realify(e: sp.Expr) -> sp.Expr:
+    """The real form of a real quantity that sin/cos brought in as complex exponentials."""
+    if not e.has(sp.I):
+        return e
+    e = sp.expand(e.replace(lambda z: isinstance(z, sp.exp), lambda z: _split_exp(z.args[0])))
+    return sp.expand((e + e.subs(sp.I, -sp.I)) / 2)
+
+
+def _simplify(e: sp.Expr) -> sp.Expr:
+    """A readable form: several candidates, each under a small time budget; the shortest wins."""
+    e = _realify(e)
+    candidates = [e]
+    for fn in (_tidy, lambda z: sp.factor_terms(sp.expand(z)), lambda z: sp.simplify(_tidy(z))):
+        try:
+            with _budget.budget(SIMPLIFY_SECONDS):
+                candidates.append(fn(e))
+        except DerivationTimeout:
+            _budget.check()  # the derivation's own budget may be the one that ran out
+        except (NotImplementedError, TypeError, ValueError):  # pragma: no cover - SymPy's own limits
+            pass
+    return min(candidates, key=sp.count_ops)
+
+
+def _variance_map(k: sp.Expr) -> sp.Expr:
+    """V(q) = K(q, q, q), taking the limit c → q where the formula is 0/0 at the diagonal."""
+    v = k.subs({q1: q, q2: q}).subs(c, q)
+    if v.has(sp.nan, sp.zoo, sp.oo, -sp.oo):
+        v = sp.limit(k.subs({q1: q, q2: q}), c, q, dir="-")
+    return v
+
+
+def _dual_of_terms(terms: tuple[Term, ...], what: str, steps: list[Step]) -> tuple[sp.Expr, str]:
+    if _is_homogeneous(terms):
+        k, rules = _kernel_homogeneous(terms)
+        method = "positive homogeneity"
+        steps.append(Step("homogeneity", f"{what}: every term is positively homogeneous; derived k̂(ρ) at unit "
+                          f"variances and rescaled by q1^(n/2)·q2^(m/2)"))
+    else:
+        k, rules = _kernel_general(terms)
+        method = "Gaussian expectation rules"
+    if "price" in rules:
+        method += " + Price's theorem"
+    k = _simplify(k)
+    steps.append(Step("expectation", f"{what}: {len(terms)}×{len(terms)} pairs of terms ({_rules_text(rules)})", k))
+    return k, method
+
+
+def closed_form_dual(expr: sp.Expr) -> ClosedForm:
+    """Derive K, K̇, V of σ = expr in closed form (UnsupportedTerm if no strategy applies)."""
+    steps: list[Step] = []
+    rewritten = rewrite(expr)
+    if rewritten != expr:
+        steps.append(Step("rewrite", "σ in Heaviside/erf/exponential form", rewritten))
+    terms = to_terms(expr)
+    steps.append(Step("linearity", f"σ = sum of {len(terms)} term(s); K = Σᵢⱼ E[σᵢ(u)σⱼ(v)]", as_expr(terms)))
+    k, method = _dual_of_terms(terms, "K", steps)
+    dterms = derivative_of_sum(terms)
+    if has_delta(dterms):
+        kdot, reason = None, "σ jumps at x = 0 (σ' contains a Dirac δ), so E[σ'(u)σ'(v)] is not a function"
+        steps.append(Step("derivative", reason))
+    else:
+        steps.append(Step("derivative", "σ' (distributional)", as_expr(dterms)))
+        kdot, _ = _dual_of_terms(dterms, "K̇ = E[σ'(u)σ'(v)]", steps)
+        reason = None
+    v = _simplify(_variance_map(k))
+    steps.append(Step("variance", "V(q) = K(q, q, q)", v))
+    return ClosedForm(K=k, Kdot=kdot, Kdot_reason=reason, V=v, method=method, steps=tuple(steps))
+
+
+_ = x  # the engine's variable, re-exported for readers of this module

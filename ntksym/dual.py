@@ -1,0 +1,172 @@
+"""Dual: the dual activation K, its derivative dual K̇ and the variance map V of σ; derive().
+
+K(q1, q2, c) = E[σ(u)σ(v)], K̇ = E[σ'(u)σ'(v)], V(q) = E[σ(z)²] for (u, v) ~ N(0, [[q1, c], [c, q2]])
+(DESIGN.md §1; survey eq. (58)–(61) use them layer by layer). derive() finds them in closed form or,
+where no strategy succeeds within the time budget, returns a numeric dual with an error bound.
+"""
+
+from __future__ import annotations
+
+import functools as ft
+from dataclasses import dataclass, field
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from .activation import Activation, activation
+from .errors import DerivationTimeout, InvalidCovarianceError
+from .gaussian import UnsupportedTerm, _budget, closed_form_dual
+from .symbols import c, q, q1, q2, rho, x
+from .trace import Step
+
+DEFAULT_TIMEOUT = 20.0
+"""Seconds a closed-form derivation may take before derive() falls back to a numeric dual."""
+
+
+@dataclass(frozen=True)
+class Dual:
+    """K, K̇, V of an activation, with their provenance.
+
+    exact: True for closed forms (SymPy expressions in ntksym.symbols q1, q2, c and q); False for a
+    numeric dual, whose K, Kdot, V are unevaluated placeholders evaluated by quadrature
+    (`evaluate`, `variance`) and whose `error_bound` bounds the relative error.
+    Kdot is None, with `Kdot_reason`, where σ jumps (σ' has a Dirac δ).
+    """
+
+    activation: Activation
+    K: sp.Expr
+    Kdot: sp.Expr | None
+    V: sp.Expr
+    exact: bool
+    method: str
+    steps: tuple[Step, ...]
+    error_bound: float | None = None
+    Kdot_reason: str | None = None
+    numeric: object | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self):
+        if self.exact and self.error_bound is not None:
+            raise ValueError("an exact Dual has no error bound")
+        if not self.exact and self.numeric is None:
+            raise ValueError("a numeric Dual needs its quadrature rule")
+        if (self.Kdot is None) != (self.Kdot_reason is not None):
+            raise ValueError("Kdot_reason is given exactly when Kdot is None")
+
+    @property
+    def k_hat(self) -> sp.Expr:
+        """The normalised dual k̂(ρ) = K(1, 1, ρ)."""
+        return self.K.subs({q1: 1, q2: 1, c: rho})
+
+    def evaluate(self, q1_value, q2_value, c_value, *, digits: int = 30):
+        """(K, K̇) as float64 arrays at the given covariances (K̇ is None where it does not exist).
+
+        Exact duals are evaluated in `digits`-digit arithmetic, so the float64 result is correctly
+        rounded even where the formula cancels (|ρ| → 1); numeric duals by their quadrature rule."""
+        a, b, cc = _validated(q1_value, q2_value, c_value)
+        if not self.exact:
+            kdot = None if self.Kdot is None else self.numeric.Kdot(a, b, cc)
+            return self.numeric.K(a, b, cc), kdot
+        k = _evaluate_exact(self.K, (q1, q2, c), (a, b, cc), digits)
+        kdot = None if self.Kdot is None else _evaluate_exact(self.Kdot, (q1, q2, c), (a, b, cc), digits)
+        return k, kdot
+
+    def variance(self, q_value, *, digits: int = 30):
+        """V(q) as a float64 array."""
+        qq = np.asarray(q_value, dtype=np.float64)
+        if np.any(~np.isfinite(qq)) or np.any(qq < 0):
+            raise InvalidCovarianceError(f"variances must be finite and ≥ 0, got {q_value!r}")
+        if not self.exact:
+            return self.numeric.V(qq)
+        return _evaluate_exact(self.V, (q,), (qq,), digits)
+
+
+def _validated(q1_value, q2_value, c_value):
+    a, b, cc = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (q1_value, q2_value, c_value)))
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b)) and np.all(np.isfinite(cc))):
+        raise InvalidCovarianceError("covariance entries must be finite numbers (got NaN or inf)")
+    if np.any(a < 0) or np.any(b < 0):
+        raise InvalidCovarianceError(f"variances q1, q2 must be ≥ 0, got q1={q1_value!r}, q2={q2_value!r}")
+    if np.any(cc * cc > a * b * (1 + 4e-16)):
+        raise InvalidCovarianceError("c² must not exceed q1·q2 (|correlation| ≤ 1); "
+                                     f"got q1={q1_value!r}, q2={q2_value!r}, c={c_value!r}")
+    return a, b, cc
+
+
+def _evaluate_exact(expr: sp.Expr, symbols, values, digits: int) -> np.ndarray:
+    # ρ exactly ±1 (and q → 0) can be 0/0 in a formula that is continuous there: take the limit.
+    f = sp.lambdify(symbols, expr, modules="mpmath")
+    out = np.empty(values[0].shape, dtype=np.float64)
+    with mpmath.workdps(digits):
+        for idx in np.ndindex(out.shape):
+            point = [mpmath.mpf(float(v[idx])) for v in values]
+            try:
+                value = f(*point)
+            except (ZeroDivisionError, ValueError):
+                value = None
+            if value is None or not mpmath.isfinite(value) or (isinstance(value, mpmath.mpc) and abs(value.imag) > 0):
+                value = _limit_value(expr, symbols, point)
+            out[idx] = float(mpmath.re(value))
+    return out
+
+
+def _limit_value(expr, symbols, point):
+    """Value at a boundary point (|ρ| = 1 or q = 0) as a limit from inside the domain."""
+    subs = dict(zip(symbols, (sp.Float(p, 30) for p in point)))
+    if c in subs and q1 in subs and q2 in subs:
+        cval = subs.pop(c)
+        inner = expr.subs(subs)
+        return mpmath.mpf(str(sp.N(sp.limit(inner, c, cval, dir="-" if cval > 0 else "+"), 30)))
+    return mpmath.mpf(str(sp.N(expr.subs(subs), 30)))
+
+
+# ----------------------------------------------------------------------------------------- derive
+
+
+def derive(act, *, timeout: float | None = DEFAULT_TIMEOUT, numeric: bool = True) -> Dual:
+    """Derive K, K̇, V of σ in closed form; else (numeric=True) a numeric dual with an error bound.
+
+    act: an Activation, a string (parsed safely) or a SymPy expression in one variable.
+    timeout: seconds allowed to the closed-form strategies (None: no limit).
+    numeric: if False, raise NoClosedFormError instead of returning a numeric dual.
+    """
+    act = activation(act)
+    return _derive(act, timeout, numeric)
+
+
+@ft.lru_cache(maxsize=256)
+def _derive(act: Activation, timeout: float | None, numeric: bool) -> Dual:
+    try:
+        with _budget.budget(timeout):
+            form = closed_form_dual(act.expr)
+        return Dual(activation=act, K=form.K, Kdot=form.Kdot, V=form.V, exact=True, method=form.method,
+                    steps=form.steps, Kdot_reason=form.Kdot_reason)
+    except UnsupportedTerm as err:
+        reason = f"no closed-form rule applies: {err}"
+    except DerivationTimeout:
+        reason = f"the closed-form strategies ran past the time budget of {timeout} s"
+    if not numeric:
+        from .errors import NoClosedFormError
+
+        raise NoClosedFormError(f"σ = {act.expr}: {reason}")
+    return _numeric_dual(act, reason)
+
+
+def _numeric_dual(act: Activation, reason: str) -> Dual:
+    from .gaussian.numeric import numeric_dual
+
+    dsigma = sp.diff(act.expr, x)
+    jumps = dsigma.has(sp.DiracDelta)
+    rule = numeric_dual(act.expr, None if jumps else dsigma)
+    label = sp.Symbol(r"\sigma") if act.name is None else sp.Symbol(act.name)
+    k = sp.Function("K")(label, q1, q2, c)
+    kdot = None if jumps else sp.Function("Kdot")(label, q1, q2, c)
+    v = sp.Function("V")(label, q)
+    steps = (
+        Step("closed form", reason),
+        Step("numeric", "Gaussian quadrature of E[σ(u)σ(v)], E[σ'(u)σ'(v)], E[σ(z)²]; "
+             f"relative error bound {rule.error_bound:.1e}"),
+    )
+    why = "σ jumps (σ' contains a Dirac δ), so E[σ'(u)σ'(v)] is not a function" if jumps else None
+    return Dual(activation=act, K=k, Kdot=kdot, V=v, exact=False, method="numeric (Gaussian quadrature)",
+                steps=steps, error_bound=float(rule.error_bound), Kdot_reason=why, numeric=rule)

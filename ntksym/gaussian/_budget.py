@@ -1,0 +1,58 @@
+"""Wall-clock budgets for derivations, so that no strategy can hang.
+
+Budgets nest (a simplification may get a few seconds inside a derivation's budget). In the main
+thread an interval timer, armed for the nearest deadline, interrupts even a long SymPy call;
+elsewhere the budget is checked cooperatively at every rule application (`check`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+
+from ..errors import DerivationTimeout
+
+_deadlines: list[float] = []
+
+
+def check() -> None:
+    """Raise DerivationTimeout if any active budget has run out."""
+    if _deadlines and time.monotonic() > min(_deadlines):
+        raise DerivationTimeout("the derivation ran past its time budget")
+
+
+def remaining() -> float | None:
+    """Seconds left in the tightest active budget (None: unlimited)."""
+    return min(_deadlines) - time.monotonic() if _deadlines else None
+
+
+def _on_alarm(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise DerivationTimeout("the derivation ran past its time budget")
+
+
+def _arm() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if _deadlines:
+        signal.signal(signal.SIGALRM, _on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, max(min(_deadlines) - time.monotonic(), 1e-3))
+    else:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def budget(seconds: float | None):
+    """Run the body under a time budget of `seconds` (None: no new limit)."""
+    if seconds is None:
+        yield
+        return
+    _deadlines.append(time.monotonic() + seconds)
+    _arm()
+    try:
+        yield
+    finally:
+        _deadlines.pop()
+        _arm()
