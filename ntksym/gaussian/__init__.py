@@ -18,7 +18,7 @@ from ..errors import DerivationTimeout
 from ..symbols import c, q, q1, q2, rho, x
 from ..trace import Step
 from . import _budget
-from .bivariate import Covariance, expect_pair_sums
+from .bivariate import Covariance, _real_part, expect_pair_sums
 from .terms import Term, UnsupportedTerm, as_expr, derivative_of_sum, has_delta, rewrite, to_terms
 
 __all__ = ["ClosedForm", "UnsupportedTerm", "closed_form_dual"]
@@ -64,35 +64,31 @@ def _is_homogeneous(terms) -> bool:
 SIMPLIFY_SECONDS = 1.0
 
 
-def _tidy(e: sp.Expr) -> sp.Expr:
-    """Cheap normal form: cancel exponents, factor power bases so positive factors split off."""
-    e = e.replace(lambda z: isinstance(z, sp.exp), lambda z: sp.exp(sp.cancel(z.args[0])))
+def _factor_radicals(e: sp.Expr) -> sp.Expr:
+    """Factor the base of every radical, so that positive factors split off and equal radicals match."""
     return e.replace(lambda z: isinstance(z, sp.Pow) and z.base.is_Add and not z.exp.is_Integer,
-                     lambda z: sp.factor(z.base) ** z.exp)
+                     lambda z: sp.factor(sp.together(z.base)) ** z.exp)
 
 
-def _split_exp(arg: sp.Expr) -> sp.Expr:
-    """exp(a + i b) = exp(a)(cos b + i sin b) for real a, b (all of ntksym's symbols are real)."""
-    if not arg.has(sp.I):
-        return sp.exp(arg)
-    re_part = sp.expand((arg + arg.subs(sp.I, -sp.I)) / 2)
-    im_part = sp.expand((arg - arg.subs(sp.I, -sp.I)) / (2 * sp.I))
-    return sp.exp(re_part) * (sp.cos(im_part) + sp.I * sp.sin(im_part))
-
-
-def _realify(e: sp.Expr) -> sp.Expr:
-    """The real form of a real quantity that sin/cos brought in as complex exponentials."""
-    if not e.has(sp.I):
-        return e
-    e = sp.expand(e.replace(lambda z: isinstance(z, sp.exp), lambda z: _split_exp(z.args[0])))
-    return sp.expand((e + e.subs(sp.I, -sp.I)) / 2)
+def _tidy(e: sp.Expr) -> sp.Expr:
+    """A cheap normal form: cancelled exponents, factored radicals, then the terms collected over the
+    transcendental pieces (asin, erfi, exp, radicals in c) with factored coefficients."""
+    e = e.replace(lambda z: isinstance(z, sp.exp), lambda z: sp.exp(sp.cancel(z.args[0])))
+    e = sp.expand(_factor_radicals(_factor_radicals(e)), power_base=False, multinomial=False)
+    atoms = list(e.atoms(sp.asin, sp.erfi, sp.erf, sp.exp, sp.cos, sp.sin))
+    atoms += [p for p in e.atoms(sp.Pow) if p.has(c) and not p.exp.is_Integer]
+    if not atoms:
+        return sp.factor(e)
+    groups = sp.collect(e, atoms, evaluate=False)
+    return sp.Add(*(sp.factor(coef) * key for key, coef in groups.items()))
 
 
 def _simplify(e: sp.Expr) -> sp.Expr:
     """A readable form: several candidates, each under a small time budget; the shortest wins."""
-    e = _realify(e)
+    if e.has(sp.I):  # a leftover complex exponential: σ is real, so K is
+        e = _real_part(e)
     candidates = [e]
-    for fn in (_tidy, lambda z: sp.factor_terms(sp.expand(z)), lambda z: sp.simplify(_tidy(z))):
+    for fn in (_tidy, lambda z: sp.simplify(_tidy(z))):
         try:
             with _budget.budget(SIMPLIFY_SECONDS):
                 candidates.append(fn(e))

@@ -47,20 +47,22 @@ def _central_moment_2d(i: int, j: int, m11, m12, m22) -> sp.Expr:
 
 
 def _gaussian_pair(f: Term, g: Term, cov: Covariance) -> sp.Expr:
-    """E[uⁿ e^{α1u²+β1u} · vᵐ e^{α2v²+β2v}]: complete the square, then moments of N(μ, M)."""
+    """E[uⁿ e^{α1u²+β1u} · vᵐ e^{α2v²+β2v}]: complete the square, then moments of N(μ, M).
+
+    With N = I − 2AΣ, A = diag(α1, α2): the weight is det(N)^(-1/2) exp(βᵀMβ/2) and M = Σ N⁻¹, whose
+    entries are (q1 − 2α2 D, c, q2 − 2α1 D)/det(N) with D = q1q2 − c²."""
     q1, q2, c = cov.q1, cov.q2, cov.c
-    sigma = sp.Matrix([[q1, c], [c, q2]])
-    n_mat = sp.eye(2) - 2 * sp.diag(f.alpha, g.alpha) * sigma
-    det = sp.expand(n_mat.det())
-    m = (sigma * n_mat.adjugate()).applyfunc(lambda e: sp.cancel(e / det))
-    beta = sp.Matrix([f.beta, g.beta])
-    mu = (m * beta).applyfunc(sp.cancel)
-    exp_part = sp.exp(sp.cancel((beta.T * m * beta)[0, 0] / 2))
+    a1, a2, b1, b2 = f.alpha, g.alpha, f.beta, g.beta
+    det = sp.expand((1 - 2 * a1 * q1) * (1 - 2 * a2 * q2) - 4 * a1 * a2 * c**2)
+    d = q1 * q2 - c**2
+    m11, m12, m22 = (q1 - 2 * a2 * d) / det, c / det, (q2 - 2 * a1 * d) / det
+    mu1, mu2 = m11 * b1 + m12 * b2, m12 * b1 + m22 * b2
+    exp_part = sp.exp(sp.cancel((b1**2 * m11 + 2 * b1 * b2 * m12 + b2**2 * m22) / 2)) if (b1 != 0 or b2 != 0) else 1
     moment = sp.S.Zero
     for i in range(f.n + 1):
         for j in range(g.n + 1):
-            moment += (sp.binomial(f.n, i) * sp.binomial(g.n, j) * mu[0] ** (f.n - i) * mu[1] ** (g.n - j)
-                       * _central_moment_2d(i, j, m[0, 0], m[0, 1], m[1, 1]))
+            moment += (sp.binomial(f.n, i) * sp.binomial(g.n, j) * mu1 ** (f.n - i) * mu2 ** (g.n - j)
+                       * _central_moment_2d(i, j, m11, m12, m22))
     return f.coef * g.coef * _over_power_of(sp.together(moment), det, sp.Rational(1, 2)) * exp_part
 
 
@@ -116,13 +118,45 @@ def _price(f: Term, g: Term, cov: Covariance, depth: int) -> sp.Expr:
     return start + integral
 
 
+def _conjugate(t: Term) -> Term:
+    """The complex conjugate term (all symbols are real): pairs of conjugate terms come from sin/cos."""
+    conj = (lambda e: e.subs(sp.I, -sp.I))
+    return Term(coef=conj(t.coef), n=t.n, alpha=t.alpha, beta=conj(t.beta), heaviside=t.heaviside,
+                erf_b=t.erf_b, erf_d=conj(t.erf_d), delta=t.delta)
+
+
+def _real_part(e: sp.Expr) -> sp.Expr:
+    """Re e for an expression in real symbols: exp(a + ib) = eᵃ(cos b + i sin b), then drop the i-terms."""
+    def split(arg):
+        if not arg.has(sp.I):
+            return sp.exp(arg)
+        re_part = sp.expand((arg + arg.subs(sp.I, -sp.I)) / 2)
+        im_part = sp.expand((arg - arg.subs(sp.I, -sp.I)) / (2 * sp.I))
+        return sp.exp(re_part) * (sp.cos(im_part) + sp.I * sp.sin(im_part))
+
+    e = sp.expand(e.replace(lambda z: isinstance(z, sp.exp), lambda z: split(z.args[0])), power_base=False,
+                  multinomial=False)
+    return sp.expand((e + e.subs(sp.I, -sp.I)) / 2, power_base=False, multinomial=False)
+
+
 def expect_pair_sums(fs, gs, cov: Covariance) -> tuple[sp.Expr, dict[str, int]]:
-    """E[(Σ fᵢ)(u) (Σ gⱼ)(v)] = Σᵢⱼ E[fᵢ(u) gⱼ(v)] (linearity with cross terms), and rule counts."""
+    """E[(Σ fᵢ)(u) (Σ gⱼ)(v)] = Σᵢⱼ E[fᵢ(u) gⱼ(v)] (linearity with cross terms), and rule counts.
+
+    σ is real, so complex terms (from sin/cos) come in conjugate pairs; the pair (f̄, ḡ) contributes
+    the conjugate of (f, g), so each such couple is computed once, as 2·Re E[f(u) g(v)]."""
     total = sp.S.Zero
     rules: dict[str, int] = {}
+    fs, gs = tuple(fs), tuple(gs)
+    done = set()
     for f in fs:
         for g in gs:
+            if (f, g) in done:
+                continue
             value, rule = pair(f, g, cov)
             rules[rule] = rules.get(rule, 0) + 1
+            partner = (_conjugate(f), _conjugate(g))
+            if value.has(sp.I) and partner != (f, g) and partner[0] in fs and partner[1] in gs:
+                done.add(partner)
+                value = 2 * _real_part(value)
             total += value
     return total, rules
