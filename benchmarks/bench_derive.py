@@ -1,6 +1,6 @@
 """Time the derivation of every catalog activation (cold caches, one process per activation).
 
-Usage:  python benchmarks/bench_derive.py [--json]
+Usage:  python benchmarks/bench_derive.py [--json] [NAME ...]
 Each activation is derived in a fresh interpreter, so SymPy's and ntksym's caches are cold, as for a
 user's first call; the figure excludes interpreter start-up and imports (measured inside the child).
 """
@@ -29,8 +29,12 @@ def main() -> int:
 
     rows = []
     wall = time.perf_counter()
-    for name in CATALOG:
-        out = subprocess.run([sys.executable, "-c", _CHILD, name], capture_output=True, text=True, check=True)
+    names = [a for a in sys.argv[1:] if not a.startswith("-")] or list(CATALOG)
+    for name in names:
+        out = subprocess.run([sys.executable, "-c", _CHILD, name], capture_output=True, text=True)
+        if out.returncode != 0:
+            print(f"{name}: failed\n{out.stderr}", file=sys.stderr)
+            return 1
         seconds, exact, method = out.stdout.strip().splitlines()[-1].split("\t")
         rows.append({"activation": name, "seconds": float(seconds), "exact": exact == "True", "method": method})
     total = sum(r["seconds"] for r in rows)

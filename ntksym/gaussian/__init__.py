@@ -10,6 +10,7 @@ Each raises UnsupportedTerm when its rules do not apply; the caller then falls b
 
 from __future__ import annotations
 
+import functools as ft
 from dataclasses import dataclass
 
 import sympy as sp
@@ -62,12 +63,18 @@ def _is_homogeneous(terms) -> bool:
 
 
 SIMPLIFY_SECONDS = 1.0
+SIMPLIFY_MAX_OPS = 40
+
+
+@ft.lru_cache(maxsize=4096)
+def _factored(base: sp.Expr) -> sp.Expr:
+    return sp.factor(sp.together(base))
 
 
 def _factor_radicals(e: sp.Expr) -> sp.Expr:
     """Factor the base of every radical, so that positive factors split off and equal radicals match."""
     return e.replace(lambda z: isinstance(z, sp.Pow) and z.base.is_Add and not z.exp.is_Integer,
-                     lambda z: sp.factor(sp.together(z.base)) ** z.exp)
+                     lambda z: _factored(z.base) ** z.exp)
 
 
 def _tidy(e: sp.Expr) -> sp.Expr:
@@ -89,6 +96,8 @@ def _simplify(e: sp.Expr) -> sp.Expr:
         e = _real_part(e)
     candidates = [e]
     for fn in (_tidy, lambda z: sp.simplify(_tidy(z))):
+        if fn is not _tidy and sp.count_ops(candidates[-1]) > SIMPLIFY_MAX_OPS:
+            break  # simplify() rarely shortens the collected form of a large expression, and is slow on it
         try:
             with _budget.budget(SIMPLIFY_SECONDS):
                 candidates.append(fn(e))

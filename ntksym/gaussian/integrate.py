@@ -81,6 +81,28 @@ def _as_power_form(f: sp.Expr) -> tuple[sp.Expr, int, int] | None:
     return k, m, p2
 
 
+def _by_parts_arcsine(f: sp.Expr) -> sp.Expr | None:
+    """∫ g(t)·asin(t) dt = G·asin(t) − ∫ G/√(1 − t²) dt, for g = k·tᵐ(1 − t²)^(p/2) with G free of asin."""
+    k, rest = f.as_independent(_t, as_Add=False)
+    if not isinstance(rest, sp.Mul) and rest != sp.asin(_t):
+        return None
+    g = rest / sp.asin(_t)
+    form = _as_power_form(g) if not g.has(sp.asin) else None
+    if form is None:
+        return None
+    _, m, p2 = form
+    big_g = form[0] * _power_antiderivative(m, p2)
+    if big_g.has(sp.asin):
+        return None
+    inner = sp.S.Zero
+    for term in sp.Add.make_args(sp.expand(big_g / sp.sqrt(1 - _t**2), power_base=False, multinomial=False)):
+        sub = _as_power_form(term)
+        if sub is None:
+            return None
+        inner += sub[0] * _power_antiderivative(sub[1], sub[2])
+    return k * (big_g * sp.asin(_t) - inner)
+
+
 def _branch_inside(f: sp.Expr) -> sp.Expr:
     """SymPy sometimes answers with a Piecewise over t² > 1; keep the branch valid on |t| < 1."""
     return f.replace(lambda z: isinstance(z, sp.Piecewise),
@@ -94,6 +116,9 @@ def _antiderivative_t(f: sp.Expr) -> sp.Expr:
     if form is not None:
         k, m, p2 = form
         return k * _power_antiderivative(m, p2)
+    arcsine = _by_parts_arcsine(f)
+    if arcsine is not None:
+        return arcsine
     result = sp.integrate(f, _t)
     if result.has(sp.Integral):
         raise UnsupportedTerm(f"SymPy found no antiderivative of {f}")
