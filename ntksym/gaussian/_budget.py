@@ -17,6 +17,11 @@ from ..errors import DerivationTimeout
 _deadlines: list[float] = []
 
 
+class _Alarm(BaseException):
+    """Raised by the timer: a BaseException, so that SymPy's `except Exception`/`except ValueError`
+    clauses cannot swallow it; turned into DerivationTimeout where the budget ends."""
+
+
 def check() -> None:
     """Raise DerivationTimeout if any active budget has run out."""
     if _deadlines and time.monotonic() > min(_deadlines):
@@ -29,7 +34,13 @@ def remaining() -> float | None:
 
 
 def _on_alarm(signum, frame):  # noqa: ARG001 - signal handler signature
-    raise DerivationTimeout("the derivation ran past its time budget")
+    if _deadlines and time.monotonic() >= min(_deadlines):
+        raise _Alarm()
+
+
+def _disarm() -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def _arm() -> None:
@@ -37,7 +48,8 @@ def _arm() -> None:
         return
     if _deadlines:
         signal.signal(signal.SIGALRM, _on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, max(min(_deadlines) - time.monotonic(), 1e-3))
+        # repeat every 50 ms past the deadline, in case an interrupted call cleans up and carries on
+        signal.setitimer(signal.ITIMER_REAL, max(min(_deadlines) - time.monotonic(), 1e-3), 0.05)
     else:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
@@ -53,6 +65,9 @@ def budget(seconds: float | None):
     _arm()
     try:
         yield
+    except _Alarm:
+        raise DerivationTimeout(f"the derivation ran past its time budget of {seconds} s") from None
     finally:
+        _disarm()
         _deadlines.pop()
         _arm()

@@ -108,6 +108,10 @@ def _price(f: Term, g: Term, cov: Covariance, depth: int) -> sp.Expr:
     """Price's theorem: E[f g](c) = E[f]E[g] + ∫₀^c E[f'(u) g'(v)] dτ."""
     if depth >= MAX_PRICE_DEPTH:
         raise UnsupportedTerm("Price's theorem did not reach elementary expectations")
+    for t in (f, g):
+        if (t.heaviside or t.erf_b is not None) and (t.alpha != 0 or t.beta != 0):
+            # d/dx [e^{αx²+βx}·H(x)] contains e^{αx²+βx}·H(x) again: differentiating never terminates
+            raise UnsupportedTerm(f"Price's theorem does not terminate on {t.as_expr()}")
     start = expect(f, cov.q1) * expect(g, cov.q2)
     integral = sp.S.Zero
     for df in derivative(f):
