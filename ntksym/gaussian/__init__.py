@@ -80,6 +80,7 @@ def _factor_radicals(e: sp.Expr) -> sp.Expr:
 def _tidy(e: sp.Expr) -> sp.Expr:
     """A cheap normal form: cancelled exponents, factored radicals, then the terms collected over the
     transcendental pieces (asin, erfi, exp, radicals in c) with factored coefficients."""
+    e = sp.powsimp(sp.expand(e, power_base=False, multinomial=False), combine="exp")
     e = e.replace(lambda z: isinstance(z, sp.exp), lambda z: sp.exp(sp.cancel(z.args[0])))
     e = sp.expand(_factor_radicals(_factor_radicals(e)), power_base=False, multinomial=False)
     atoms = list(e.atoms(sp.asin, sp.erfi, sp.erf, sp.exp, sp.cos, sp.sin))
@@ -94,6 +95,8 @@ def _simplify(e: sp.Expr) -> sp.Expr:
     """A readable form: several candidates, each under a small time budget; the shortest wins."""
     if e.has(sp.I):  # a leftover complex exponential: σ is real, so K is
         e = _real_part(e)
+    # e^a·e^b → e^(a+b) in every candidate: separate factors can overflow and underflow (inf·0)
+    e = sp.powsimp(e, combine="exp").replace(lambda z: isinstance(z, sp.exp), lambda z: sp.exp(sp.cancel(z.args[0])))
     candidates = [e]
     for fn in (_tidy, lambda z: sp.simplify(_tidy(z))):
         if fn is not _tidy and sp.count_ops(candidates[-1]) > SIMPLIFY_MAX_OPS:
