@@ -64,6 +64,7 @@ import scipy.special
 import sympy as sp
 
 from ..errors import DivergentMomentError, InvalidCovarianceError, NotUnivariateError, NtksymError
+from .._stable import _expit, _softplus, _stabilize  # noqa: F401 - _expit/_softplus name the table keys
 from ..symbols import x as _x
 
 __all__ = ["NumericDual", "expect_numeric", "numeric_dual", "vectorize"]
@@ -86,78 +87,10 @@ _COV_RTOL = 1e-12  # c² may exceed q1·q2 by this relative amount (rounding of 
 # SymPy expression -> vectorised NumPy function
 
 
-class _softplus(sp.Function):
-    """log(1 + exp(a)), evaluated as logaddexp(0, a) so that it does not overflow."""
-
-
-class _expit(sp.Function):
-    """1/(1 + exp(−a)), evaluated as scipy.special.expit so that it does not overflow."""
-
-
 _NUMPY_TABLE = {
     "_softplus": lambda a: np.logaddexp(0.0, a),
     "_expit": scipy.special.expit,
 }
-
-
-def _is_one_plus_exp(e: sp.Basic) -> sp.Expr | None:
-    """a if e is 1 + exp(a), else None."""
-    if isinstance(e, sp.Add) and len(e.args) == 2 and sp.S.One in e.args:
-        other = e.args[0] if e.args[1] == 1 else e.args[1]
-        if isinstance(other, sp.exp):
-            return other.args[0]
-    return None
-
-
-def _is_expit_power(e: sp.Basic) -> bool:
-    return isinstance(e, sp.Pow) and bool(e.exp.is_negative) and _is_one_plus_exp(e.base) is not None
-
-
-def _stabilize_log(e: sp.log) -> sp.Expr:
-    # log(c + exp(a)) = log c + softplus(a − log c): exp(a) overflows for a > 709, logaddexp does not.
-    arg = e.args[0]
-    if isinstance(arg, sp.Add) and len(arg.args) == 2:
-        const, other = (arg.args[0], arg.args[1]) if arg.args[0].is_number else (arg.args[1], arg.args[0])
-        if const.is_number and const.is_positive and isinstance(other, sp.exp):
-            return sp.log(const) + _softplus(other.args[0] - sp.log(const))
-    return e
-
-
-def _stabilize_mul(factors: list[sp.Expr]) -> sp.Expr:
-    # exp(a)^j·(1 + exp(a))^(−k) = expit(a)^j·expit(−a)^(k−j) for 0 ≤ j ≤ k: inf/inf becomes 1·0.
-    factors = list(factors)
-    for i, fac in enumerate(factors):
-        if not _is_expit_power(fac):
-            continue
-        a = _stabilize(_is_one_plus_exp(fac.base))
-        k = -fac.exp
-        for j, other in enumerate(factors):
-            if j == i or not isinstance(other, sp.exp):
-                continue
-            ratio = sp.simplify(_stabilize(other.args[0]) / a)
-            if ratio.is_Integer and 0 < ratio <= k:
-                factors[i] = _expit(a) ** ratio * _expit(-a) ** (k - ratio)
-                factors[j] = sp.S.One
-                break
-        else:
-            factors[i] = _expit(-a) ** k
-    return sp.Mul(*factors)
-
-
-def _stabilize(e: sp.Basic) -> sp.Basic:
-    """Rewrite the overflow-prone forms log(1 + exp(a)) and exp(a)/(1 + exp(a))^k (bottom-up)."""
-    if not e.args:
-        return e
-    if isinstance(e, sp.Piecewise):
-        return sp.Piecewise(*[(_stabilize(ex), cond) for ex, cond in e.args])
-    if isinstance(e, sp.Mul):  # before its factors, so that (1 + exp(a))^(−k) still meets exp(a)
-        return _stabilize_mul([fac if _is_expit_power(fac) else _stabilize(fac) for fac in e.args])
-    new = e.func(*[_stabilize(a) for a in e.args])
-    if isinstance(new, sp.log):
-        return _stabilize_log(new)
-    if isinstance(new, sp.Pow) and new.exp.is_negative and _is_one_plus_exp(new.base) is not None:
-        return _expit(-_is_one_plus_exp(new.base)) ** (-new.exp)
-    return new
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,79 @@
+"""Overflow-safe SymPy forms shared by the numeric back ends (NumPy quadrature, JAX lowering).
+
+log(1 + e^a) and e^a/(1 + e^a)^k overflow for large a when evaluated as written; stabilize() rewrites
+them into softplus/expit functions that every back end evaluates stably. Symbolic only: no NumPy, no JAX.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+
+class _softplus(sp.Function):
+    """log(1 + exp(a)), evaluated as logaddexp(0, a) so that it does not overflow."""
+
+
+class _expit(sp.Function):
+    """1/(1 + exp(−a)), evaluated as scipy.special.expit so that it does not overflow."""
+
+
+
+
+def _is_one_plus_exp(e: sp.Basic) -> sp.Expr | None:
+    """a if e is 1 + exp(a), else None."""
+    if isinstance(e, sp.Add) and len(e.args) == 2 and sp.S.One in e.args:
+        other = e.args[0] if e.args[1] == 1 else e.args[1]
+        if isinstance(other, sp.exp):
+            return other.args[0]
+    return None
+
+
+def _is_expit_power(e: sp.Basic) -> bool:
+    return isinstance(e, sp.Pow) and bool(e.exp.is_negative) and _is_one_plus_exp(e.base) is not None
+
+
+def _stabilize_log(e: sp.log) -> sp.Expr:
+    # log(c + exp(a)) = log c + softplus(a − log c): exp(a) overflows for a > 709, logaddexp does not.
+    arg = e.args[0]
+    if isinstance(arg, sp.Add) and len(arg.args) == 2:
+        const, other = (arg.args[0], arg.args[1]) if arg.args[0].is_number else (arg.args[1], arg.args[0])
+        if const.is_number and const.is_positive and isinstance(other, sp.exp):
+            return sp.log(const) + _softplus(other.args[0] - sp.log(const))
+    return e
+
+
+def _stabilize_mul(factors: list[sp.Expr]) -> sp.Expr:
+    # exp(a)^j·(1 + exp(a))^(−k) = expit(a)^j·expit(−a)^(k−j) for 0 ≤ j ≤ k: inf/inf becomes 1·0.
+    factors = list(factors)
+    for i, fac in enumerate(factors):
+        if not _is_expit_power(fac):
+            continue
+        a = _stabilize(_is_one_plus_exp(fac.base))
+        k = -fac.exp
+        for j, other in enumerate(factors):
+            if j == i or not isinstance(other, sp.exp):
+                continue
+            ratio = sp.simplify(_stabilize(other.args[0]) / a)
+            if ratio.is_Integer and 0 < ratio <= k:
+                factors[i] = _expit(a) ** ratio * _expit(-a) ** (k - ratio)
+                factors[j] = sp.S.One
+                break
+        else:
+            factors[i] = _expit(-a) ** k
+    return sp.Mul(*factors)
+
+
+def _stabilize(e: sp.Basic) -> sp.Basic:
+    """Rewrite the overflow-prone forms log(1 + exp(a)) and exp(a)/(1 + exp(a))^k (bottom-up)."""
+    if not e.args:
+        return e
+    if isinstance(e, sp.Piecewise):
+        return sp.Piecewise(*[(_stabilize(ex), cond) for ex, cond in e.args])
+    if isinstance(e, sp.Mul):  # before its factors, so that (1 + exp(a))^(−k) still meets exp(a)
+        return _stabilize_mul([fac if _is_expit_power(fac) else _stabilize(fac) for fac in e.args])
+    new = e.func(*[_stabilize(a) for a in e.args])
+    if isinstance(new, sp.log):
+        return _stabilize_log(new)
+    if isinstance(new, sp.Pow) and new.exp.is_negative and _is_one_plus_exp(new.base) is not None:
+        return _expit(-_is_one_plus_exp(new.base)) ** (-new.exp)
+    return new
