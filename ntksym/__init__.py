@@ -2,8 +2,20 @@
 
 import importlib.metadata as _metadata
 
-from .activation import Activation as Activation, activation as activation
+from .activation import Activation as ActivationFunction, activation as activation
 from .dual import Dual as Dual, derive as derive
+from .layers import (
+    Activation as Activation,
+    AvgPool as AvgPool,
+    Conv as Conv,
+    Dense as Dense,
+    Flatten as Flatten,
+    GlobalAvgPool as GlobalAvgPool,
+    LayerError as LayerError,
+    Serial as Serial,
+    mlp as mlp,
+    serial as serial,
+)
 from .trace import Step as Step
 from .errors import (
     DivergentMomentError as DivergentMomentError,
@@ -20,3 +32,16 @@ try:
     __version__ = _metadata.version("ntksym")
 except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
+
+
+_LAZY = {"predict": "ntksym.predict", "solve": "ntksym.solve", "lower": "ntksym.lower",
+         "kernel": "ntksym.kernel", "empirical": "ntksym.empirical", "catalog": "ntksym.catalog"}
+
+
+def __getattr__(name):
+    # The numeric modules import JAX; they load on first use, so `import ntksym` stays symbolic only.
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(_LAZY[name])
+    raise AttributeError(f"module 'ntksym' has no attribute {name!r}")

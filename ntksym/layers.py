@@ -115,6 +115,26 @@ class Serial:
         if not self.layers:
             raise LayerError("serial() needs at least one layer")
 
+    # Front-end methods: each hands off to the module of its interpretation (imported on use, so that
+    # describing an architecture never loads JAX).
+    def kernel(self, x1, x2=None, **kwargs):
+        """NNGP and NTK Gram matrices of this architecture (ntksym.kernel.kernel)."""
+        from .kernel import kernel
+
+        return kernel(self, x1, x2, **kwargs)
+
+    def init(self, key, input_shape, width=None):
+        """Parameters of the finite-width network in NTK parameterization (ntksym.empirical.init)."""
+        from .empirical import init
+
+        return init(self, key, input_shape, width)
+
+    def apply(self, params, x):
+        """Outputs of the finite-width network (ntksym.empirical.apply)."""
+        from .empirical import apply
+
+        return apply(self, params, x)
+
 
 def serial(*layers) -> Serial:
     """Compose layers in order (nested Serials are flattened)."""
