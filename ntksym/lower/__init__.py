@@ -24,12 +24,17 @@ from ..symbols import c, q, q1, q2, x
 from . import safe
 
 
+class Product(sp.Function):
+    """An opaque q1·q2, so that SymPy does not split √(q1·q2) back into √q1·√q2 (see _joint_variance_powers)."""
+
+
 class Dawson(sp.Function):
     """Dawson's integral D(z) = e^{−z²}∫₀^z e^{t²}dt; erfi(z) = 2/√π·e^{z²}·D(z) is lowered through it,
     so that e^{−a}·erfi(b) becomes 2/√π·e^{b²−a}·D(b) and does not overflow."""
 
 
 _FUNCTIONS = {
+    Product: lambda a, b: a * b,
     _softplus: lambda a: jnp.logaddexp(0, a),
     _expit: jax.nn.sigmoid,
     sp.exp: jnp.exp,
@@ -59,8 +64,19 @@ _RELATIONS = {
 SUPPORTED = sorted({f.__name__ for f in _FUNCTIONS} | {"Add", "Mul", "Pow", "Heaviside", "Max", "Min", "Piecewise"})
 
 
+def _joint_variance_powers(m: sp.Mul) -> sp.Expr:
+    """q1^e·q2^e → (q1·q2)^e: at the diagonal c = q1 = q2, c/√(q1q2) is exactly 1 in floating point,
+    while c/(√q1·√q2) rounds to 1 − eps, which asin's infinite slope turns into a √eps error."""
+    powers = m.as_powers_dict()
+    e1, e2 = powers.get(q1, 0), powers.get(q2, 0)
+    if e1 == 0 or e1 != e2 or e1.is_Integer:
+        return m
+    rest = sp.Mul(*(f for f in m.args if f.as_base_exp()[0] not in (q1, q2)))
+    return rest * Product(q1, q2) ** e1
+
+
 def _rewrite(expr: sp.Expr) -> sp.Expr:
-    """Stable forms before printing: erfi through Dawson's integral, exponentials combined."""
+    """Stable forms before printing: erfi through Dawson's integral, exponentials combined, √(q1q2)."""
     expr = _stabilize(expr)
     if expr.has(sp.erfi):
         expr = expr.replace(sp.erfi, lambda b: 2 / sp.sqrt(sp.pi) * sp.exp(b**2) * Dawson(b))
@@ -68,7 +84,7 @@ def _rewrite(expr: sp.Expr) -> sp.Expr:
         # e^a·(e^b − 1) → e^(a+b) − e^a: a product of an overflowing and an underflowing factor is inf·0 = NaN
         expr = sp.powsimp(sp.expand(expr, power_base=False, multinomial=False), combine="exp")
         expr = expr.replace(lambda z: isinstance(z, sp.exp), lambda z: sp.exp(sp.cancel(z.args[0])))
-    return expr
+    return expr.replace(lambda z: z.is_Mul, _joint_variance_powers)
 
 
 def _walk(e: sp.Basic, env: dict, memo: dict, extra: dict):
