@@ -251,6 +251,9 @@ def _numeric_functions(dual: Dual, extra, degree: int):
 
     def kernel(q1v, q2v, cv):
         q1v, q2v, cv = _clip_covariance(*jnp.broadcast_arrays(*_as_float(q1v, q2v, cv)))
+        # the rule treats u and v differently: order them (larger variance outside) so that
+        # K(q1, q2, c) = K(q2, q1, c) holds exactly and Gram matrices come out symmetric
+        q1v, q2v = jnp.maximum(q1v, q2v), jnp.minimum(q1v, q2v)
         k = expect2(sigma, q1v, q2v, cv)
         return k, (None if dsigma is None else expect2(dsigma, q1v, q2v, cv))
 
