@@ -118,3 +118,23 @@ def test_elementwise_matches_sympy(xs):
         got = np.asarray(fn(jnp.asarray(xs, jnp.float64)))
     want = [float(expr.subs(x, v)) if v != 0 else float(expr.subs(x, 0)) for v in xs]
     np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-300)
+
+
+@pytest.mark.parametrize("name", ["relu", "gelu", "erf", "x*erf(x)", "abs"])
+@given(
+    q1v=st.floats(1e-12, 1e6),
+    q2v=st.floats(1e-12, 1e6),
+    rho=st.one_of(st.sampled_from([-1.0, 1.0, 0.0]), st.floats(-1.0, 1.0)),
+    x64=st.booleans(),
+)
+@settings(max_examples=6)
+def test_finite_everywhere_hypothesis(name, q1v, q2v, rho, x64):
+    """DESIGN.md §4: finite values and gradients for every valid input, float32 and float64."""
+    f = lower(nk.derive(name))
+    dtype = np.float64 if x64 else np.float32
+    with jax.enable_x64(x64):
+        args = tuple(jnp.asarray(v, dtype) for v in (q1v, q2v, rho * np.sqrt(q1v * q2v)))
+        k, kdot = f(*args)
+        grads = jax.grad(lambda *a: f(*a)[0] + f(*a)[1], argnums=(0, 1, 2))(*args)
+    assert np.isfinite(float(k)) and np.isfinite(float(kdot))
+    assert all(np.isfinite(float(g)) for g in grads)
