@@ -11,7 +11,7 @@ import sys
 
 import sympy as sp
 
-from .dual import DEFAULT_TIMEOUT, Dual, derive
+from .dual import DEFAULT_TIMEOUT, Dual, check_against_quadrature, derive
 from .errors import NtksymError
 
 _EXAMPLES = """examples:
@@ -53,11 +53,21 @@ def _print_dual(dual: Dual) -> None:
 
 def _cmd_derive(args) -> int:
     dual = derive(args.expr, timeout=args.timeout)
+    check = check_against_quadrature(dual) if dual.exact and not args.no_check else None
     if args.json:
-        print(json.dumps(_dual_record(dual), indent=2, ensure_ascii=False))
+        record = _dual_record(dual)
+        if check is not None:
+            record["check"] = {"discrepancy": check.discrepancy, "quadrature_error": check.quadrature_error,
+                               "passed": check.passed, "covariances": [list(c) for c in check.covariances]}
+        print(json.dumps(record, indent=2, ensure_ascii=False))
     else:
         _print_dual(dual)
-    return 0
+        if check is not None:
+            verdict = "verified" if check.passed else "CHECK FAILED"
+            print(f"\n{verdict}: K against independent quadrature at {len(check.covariances)} covariances "
+                  f"(ρ up to ±1): max |difference| {check.discrepancy:.1e}, quadrature error estimate "
+                  f"{check.quadrature_error:.1e} (both relative to √(V(q1)V(q2)))")
+    return 0 if check is None or check.passed else 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                    help=f"seconds for the closed-form search before a numeric dual (default {DEFAULT_TIMEOUT})")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip the comparison of the closed form with independent quadrature")
     p.set_defaults(func=_cmd_derive)
     return parser
 

@@ -81,6 +81,38 @@ class Dual:
         return _evaluate_exact(self.V, (q,), (qq,), digits)
 
 
+CHECK_COVARIANCES = ((1.0, 1.0, 0.5), (0.5, 2.0, -0.7), (2.0, 2.0, 1.998), (1e-2, 1e2, 0.3), (1.0, 1.0, -1.0))
+
+
+@dataclass(frozen=True)
+class QuadratureCheck:
+    """A closed form compared with independent quadrature: the largest |difference| and the largest
+    quadrature error estimate, both relative to √(V(q1)V(q2)), over `covariances`."""
+
+    covariances: tuple
+    discrepancy: float
+    quadrature_error: float
+
+    @property
+    def passed(self) -> bool:
+        # the quadrature estimate is an honest bound (tests/test_gaussian_numeric.py); 1e-12 absorbs the
+        # closed form's own float64 rounding
+        return self.discrepancy <= self.quadrature_error + 1e-12
+
+
+def check_against_quadrature(dual: "Dual", covariances=CHECK_COVARIANCES) -> QuadratureCheck:
+    """Compare an exact dual's K with the numeric rule (a different method) at a few covariances."""
+    from .gaussian.numeric import numeric_dual
+
+    rule = numeric_dual(dual.activation.expr)
+    q1v, q2v, cv = (np.array(col, dtype=np.float64) for col in zip(*covariances))
+    k, _ = dual.evaluate(q1v, q2v, cv)
+    ref, err = rule.K_with_error(q1v, q2v, cv)
+    scale = np.sqrt(rule.V(q1v) * rule.V(q2v))
+    scale = np.where(scale > 0, scale, 1.0)
+    return QuadratureCheck(tuple(covariances), float(np.max(np.abs(k - ref) / scale)), float(np.max(err / scale)))
+
+
 def _validated(q1_value, q2_value, c_value):
     a, b, cc = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (q1_value, q2_value, c_value)))
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b)) and np.all(np.isfinite(cc))):

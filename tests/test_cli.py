@@ -52,3 +52,22 @@ def test_console_script_runs_as_a_process():
     assert "asin" in out.stdout
     bad = subprocess.run([sys.executable, "-m", "ntksym.cli", "derive", "x + y"], capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_derive_verifies_against_quadrature(capsys):
+    assert main(["derive", "gelu"]) == 0
+    assert "verified: K against independent quadrature" in capsys.readouterr().out
+
+
+def test_the_check_catches_a_wrong_formula():
+    """A 1/(2π) → 1/π slip in the ReLU kernel is caught by the quadrature check."""
+    import dataclasses
+
+    from ntksym.dual import check_against_quadrature
+
+    dual = nk.derive("relu")
+    assert check_against_quadrature(dual).passed
+    from ntksym.symbols import c
+
+    wrong = dataclasses.replace(dual, K=dual.K + (dual.K - c / 4))  # doubles the 1/(2π) part
+    assert not check_against_quadrature(wrong).passed
