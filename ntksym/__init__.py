@@ -2,7 +2,8 @@
 
 import importlib.metadata as _metadata
 
-from .activation import Activation as ActivationFunction, activation as activation
+from .activation import Activation as ActivationFunction  # noqa: F401 - public: the σ type (nk.Activation is the layer)
+from .activation import activation as activation
 from .dual import Dual as Dual, derive as derive
 from .layers import (
     Activation as Activation,

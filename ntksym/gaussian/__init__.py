@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..errors import DerivationTimeout
-from ..symbols import c, q, q1, q2, rho, x
+from ..symbols import c, q, q1, q2, rho
 from ..trace import Step
 from . import _budget
 from .bivariate import Covariance, _real_part, expect_pair_sums
@@ -156,5 +156,3 @@ def closed_form_dual(expr: sp.Expr) -> ClosedForm:
     steps.append(Step("variance", "V(q) = K(q, q, q)", v))
     return ClosedForm(K=k, Kdot=kdot, Kdot_reason=reason, V=v, method=method, steps=tuple(steps))
 
-
-_ = x  # the engine's variable, re-exported for readers of this module
