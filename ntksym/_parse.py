@@ -26,9 +26,9 @@ import ast
 import builtins
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable
 
 import sympy as sp
 
@@ -534,3 +534,63 @@ _OP_NAMES: dict[type, str] = {
     ast.In: "'in'",
     ast.NotIn: "'not in'",
 }
+
+
+# ------------------------------------------------------------------------------ formulas of K, K̇, V
+
+_FORMULA_FUNCTIONS: dict[str, _Function] = {
+    **_FUNCTIONS,
+    "asin": _Function(sp.asin),
+    "arcsin": _Function(sp.asin),
+    "acos": _Function(sp.acos),
+    "arccos": _Function(sp.acos),
+    "atan2": _Function(sp.atan2, 2, 2),
+    "erfi": _Function(sp.erfi),
+}
+
+
+class _FormulaWalker(_Walker):
+    """A _Walker for kernel formulas: the variables are a fixed set of names (q1, q2, c or q), and the
+    inverse trigonometric functions that duals are written with are allowed; catalog calls are not."""
+
+    def __init__(self, source: str, variables: dict[str, sp.Symbol]):
+        super().__init__(source)
+        self.allowed = variables
+
+    def _expr_Name(self, node: ast.Name, depth: int) -> sp.Expr:
+        name = node.id
+        if name in self.allowed:
+            self.variables.append(name)
+            return self.allowed[name]
+        if name in _CONSTANTS:
+            return _CONSTANTS[name]
+        if name in _FORMULA_FUNCTIONS:
+            raise self._refuse(node, f"'{name}' is a function and needs an argument, e.g. {name}(c)")
+        raise self._refuse(node, f"unknown name '{name}': this formula may use {', '.join(self.allowed)} "
+                                 "and the constants pi, e")
+
+    def _expr_Call(self, node: ast.Call, depth: int) -> sp.Expr:
+        name = node.func.id if isinstance(node.func, ast.Name) else None
+        fn = _FORMULA_FUNCTIONS.get(name) if name is not None else None
+        if fn is None or node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
+            if name is not None and name not in _FORMULA_FUNCTIONS and name != "Piecewise":
+                raise self._refuse(node, f"function '{name}' is not allowed in a formula; allowed: "
+                                         f"{', '.join(sorted(_FORMULA_FUNCTIONS))}, Piecewise")
+            return super()._expr_Call(node, depth)
+        return self._function(node, name, fn, depth)
+
+
+def parse_formula(text: str, variables: dict[str, sp.Symbol]) -> sp.Expr:
+    """Parse a formula of K, K̇ (in q1, q2, c) or V (in q) safely, as `parse` does an activation.
+
+    **Raises:** ParseError for anything off the whitelist, naming the offending name or operator.
+    """
+    source = _clean(text)
+    tree = _syntax_tree(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and (node.id.startswith("_") or node.id in _BUILTIN_NAMES) \
+                and node.id not in _FORMULA_FUNCTIONS:
+            raise ParseError(f"name '{node.id}' is not allowed (column {node.col_offset + 1})")
+    expr = _FormulaWalker(source, variables).expression(tree.body, depth=0)
+    _check_exponents(expr)
+    return expr
