@@ -19,6 +19,21 @@ _EXAMPLES = """examples:
   ntksym derive relu --json
   ntksym derive "leaky_relu(x, 0.1)"
   ntksym derive tanh            # no closed form: a numeric dual with its error bound
+  ntksym verify relu            # Monte Carlo check of K, Kdot, V; exit 1 if it fails
+  ntksym verify erf --K "2/pi*asin(2*c/sqrt((1+2*q1)*(1+2*q2)))"   # check your own formula
+"""
+
+_VERIFY_EXAMPLES = """examples:
+  ntksym verify relu
+  ntksym verify "x*erf(x)" --samples 100000000 --progress
+  ntksym verify gelu --json --seed 3
+  ntksym verify relu --plot relu.png                 # k(ρ) with Monte Carlo error bars (needs matplotlib)
+  ntksym verify relu --K "sqrt(q1*q2)/pi*(sqrt(1-c**2/(q1*q2)) + (pi-acos(c/sqrt(q1*q2)))*c/sqrt(q1*q2))"
+      # a formula (in q1, q2, c; V in q) is compared with the derivation and Monte Carlo: this one is
+      # wrong (1/π for 1/(2π)) and the report names the covariances where it fails; exit 1
+
+The check passes when |Monte Carlo − formula| ≤ z*·SE + allowance at every covariance, z* the Bonferroni
+threshold for the family-wise false-alarm rate --alpha: a correct dual fails with probability ≤ alpha.
 """
 
 
@@ -70,6 +85,44 @@ def _cmd_derive(args) -> int:
     return 0 if check is None or check.passed else 1
 
 
+def _cmd_verify(args) -> int:
+    from .verify import verify, verify_formula
+
+    formulas = {k: v for k, v in (("K", args.K), ("Kdot", args.Kdot), ("V", args.V)) if v is not None}
+    samples = {} if args.samples is None else {"n_samples": args.samples}
+    if formulas:
+        if args.plot:
+            raise VerificationArgumentError("--plot applies to verifying the derived dual, not to --K/--Kdot/--V")
+        report = verify_formula(args.expr, **samples, seed=args.seed, alpha=args.alpha, **formulas)
+    else:
+        dual = derive(args.expr, timeout=args.timeout)
+        report = verify(dual, **samples, seed=args.seed, alpha=args.alpha,
+                        progress=True if args.progress else None)
+        if args.plot:
+            report.plot(args.plot, dual=dual)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(report)
+        if args.plot:
+            print(f"plot written to {args.plot}")
+    return 0 if report.passed else 1
+
+
+class VerificationArgumentError(NtksymError):
+    """Command-line options that do not go together."""
+
+
+def _samples(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value.is_integer() or value < 1000:
+        raise argparse.ArgumentTypeError(f"the sample count must be an integer ≥ 1000, got {text!r}")
+    return int(value)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ntksym",
@@ -87,6 +140,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-check", action="store_true",
                    help="skip the comparison of the closed form with independent quadrature")
     p.set_defaults(func=_cmd_derive)
+
+    v = sub.add_parser("verify", help="check K, Kdot, V (or your formula for them) against Monte Carlo",
+                       epilog=_VERIFY_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    v.add_argument("expr", help='σ as a formula in one variable ("x*erf(x)") or a catalog name ("relu")')
+    v.add_argument("--json", action="store_true", help="machine-readable output")
+    v.add_argument("--samples", type=_samples, default=None,
+                   help="Monte Carlo samples per covariance (default 4194304; 1048576 with --K/--Kdot/--V); "
+                        "1e8 runs in bounded memory")
+    v.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0; runs are deterministic)")
+    v.add_argument("--alpha", type=float, default=0.01,
+                   help="family-wise false-alarm rate (default 0.01)")
+    v.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
+    v.add_argument("--plot", metavar="FILE", help="save a plot of k(ρ) with Monte Carlo error bars")
+    v.add_argument("--K", metavar="FORMULA", help="your formula for K in q1, q2, c, to be checked")
+    v.add_argument("--Kdot", metavar="FORMULA", help="your formula for Kdot in q1, q2, c")
+    v.add_argument("--V", metavar="FORMULA", help="your formula for V in q")
+    v.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help=argparse.SUPPRESS)
+    v.set_defaults(func=_cmd_verify)
     return parser
 
 

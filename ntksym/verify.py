@@ -134,7 +134,7 @@ class VerificationReport:
             rho = "" if e.quantity == "V" else f"{e.rho:+.3g}"
             status = "ok" if e.passed and e.judged else ("heavy tail: not judged" if not e.judged else "FAIL")
             rows.append((e.quantity, _g(e.q1), q2, rho, f"{e.formula:.8g}", f"{e.estimate:.8g}",
-                         f"{e.standard_error:.2g}", f"{e.z:+.2f}", status))
+                         f"{e.standard_error:.2g}", _z(e.z), status))
         verdict = "PASSED" if self.passed else f"FAILED at {len(self.failures)} of {self.n_judged} estimates"
         foot = (f"{verdict}: |MC − formula| ≤ z*·SE + allowance with z* = {self.z_threshold:.2f} "
                 f"(Bonferroni over {self.n_judged} judged estimates: a correct dual fails with probability "
@@ -318,7 +318,10 @@ def _chunk_function(expr: sp.Expr, with_derivative: bool, chunk: int, i1: tuple[
     from .lower import lower_elementwise
 
     sigma = lower_elementwise(expr)
-    dsigma = lower_elementwise(sp.diff(expr, x)) if with_derivative else None
+    # where K̇ exists, σ' has no δ mass (a Dirac δ in σ' meets a factor vanishing there, as in
+    # x²·δ(x) of d/dx x²H(x)), so δ terms are zero almost everywhere and are dropped
+    dsigma = lower_elementwise(sp.diff(expr, x).replace(sp.DiracDelta, lambda *a: sp.S.Zero)) \
+        if with_derivative else None
 
     @jax.jit
     def step(key, s2, rho, rho_c, s, shift):
@@ -506,10 +509,13 @@ class FormulaReport:
                 text = (f"  {p.where()}: yours {p.yours:.10g}, derived {p.derived:.10g} "
                         f"(difference {p.yours - p.derived:+.3g}, tolerance {p.tolerance:.1g})")
                 if p.monte_carlo is not None:
-                    text += f", Monte Carlo {p.monte_carlo:.6g} ± {p.standard_error:.2g} (z = {p.z:+.1f})"
+                    text += f", Monte Carlo {p.monte_carlo:.6g} ± {p.standard_error:.2g} (z = {_z(p.z)})"
                 lines.append(text)
             if len(bad) > 8:
                 lines.append(f"  ... and {len(bad) - 8} more covariances")
+            good = [p for p in points if p.ok]
+            if 0 < len(good) <= 12:
+                lines.append(f"  it agrees only at: {'; '.join(p.where() for p in good)}")
         if self.consistency is not None and not self.consistency.passed:
             lines.append("warning: the derived dual itself disagrees with Monte Carlo; see verify(...)")
         return "\n".join(lines)
@@ -546,7 +552,8 @@ def verify_formula(act, *, K=None, Kdot=None, V=None, n_samples: int = 2**20, se
     n_samples, alpha = _check_run(n_samples, alpha, seed, _CHUNK)
     design = _design(covariances)
     grid = np.array([(a, b, r * math.sqrt(a * b)) for a in _GRID_Q for b in _GRID_Q for r in _GRID_RHO])
-    points = np.concatenate([design, grid])
+    extra = [row for row in grid if not any(np.allclose(row, d, rtol=1e-12, atol=0) for d in design)]
+    points = np.concatenate([design, np.array(extra).reshape(-1, 3)])
     functions = {k: _formula_function(k, v) for k, v in given.items()}
 
     mc = _monte_carlo(act, dual.Kdot is not None, design, n_samples, seed, _CHUNK, None)
@@ -649,13 +656,19 @@ def _wrap_callable(quantity: str, f: Callable) -> Callable:
 # ------------------------------------------------------------------------------------------ helpers
 
 
+def _z(z: float) -> str:
+    return f"{z:+.2f}" if abs(z) < 1e4 else f"{z:+.2g}"
+
+
 def _g(v: float) -> str:
     return f"{v:.4g}"
 
 
 def _table(rows) -> str:
+    """Right-aligned columns, the last (a status word) left-aligned."""
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(str(v).rjust(w) for v, w in zip(r, widths)).rstrip() for r in rows)
+    return "\n".join("  ".join(str(v).rjust(w) for v, w in zip(r[:-1], widths)) + "  " + str(r[-1])
+                     for r in rows).rstrip()
 
 
 def _finite_json(value):
