@@ -23,7 +23,13 @@ import ntksym as nk
 from ntksym.catalog import CATALOG
 from ntksym.cli import main
 from ntksym.symbols import c, q, q1, q2
-from ntksym.verify import DESIGN, HEAVY_TAIL_SHARE, VerificationError, verify, verify_formula
+from ntksym.verify import (
+    DESIGN,
+    HEAVY_TAIL_SHARE,
+    VerificationError,
+    verify,
+    verify_formula,
+)
 
 N_CI = 2**16
 
