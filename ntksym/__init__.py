@@ -18,6 +18,7 @@ from .layers import (
     serial as serial,
 )
 from .trace import Step as Step
+from .verify import verify as verify, verify_formula as verify_formula
 from .errors import (
     DivergentMomentError as DivergentMomentError,
     InvalidCovarianceError as InvalidCovarianceError,
@@ -36,13 +37,19 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
 
 
 _LAZY = {"predict": "ntksym.predict", "solve": "ntksym.solve", "lower": "ntksym.lower",
-         "kernel": "ntksym.kernel", "empirical": "ntksym.empirical", "catalog": "ntksym.catalog"}
+         "kernel": "ntksym.kernel", "empirical": "ntksym.empirical", "catalog": "ntksym.catalog",
+         "testing": "ntksym.testing"}
+_LAZY_ATTRIBUTES = {"verify_network": ("ntksym.network_check", "verify_network"),
+                    "NetworkReport": ("ntksym.network_check", "NetworkReport")}
 
 
 def __getattr__(name):
     # The numeric modules import JAX; they load on first use, so `import ntksym` stays symbolic only.
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY:
         return importlib.import_module(_LAZY[name])
+    if name in _LAZY_ATTRIBUTES:
+        module, attribute = _LAZY_ATTRIBUTES[name]
+        return getattr(importlib.import_module(module), attribute)
     raise AttributeError(f"module 'ntksym' has no attribute {name!r}")
