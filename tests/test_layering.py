@@ -13,6 +13,8 @@ SYMBOLIC_MODULES = [
     "ntksym.symbols",
     "ntksym.activation",
     "ntksym.catalog",
+    "ntksym.verify",
+    "ntksym.testing",
     "ntksym.gaussian",
     "ntksym.gaussian.numeric",
     "ntksym.trace",
