@@ -38,9 +38,11 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
 
 _LAZY = {"predict": "ntksym.predict", "solve": "ntksym.solve", "lower": "ntksym.lower",
          "kernel": "ntksym.kernel", "empirical": "ntksym.empirical", "catalog": "ntksym.catalog",
-         "testing": "ntksym.testing"}
+         "testing": "ntksym.testing", "network_check": "ntksym.network_check"}
 _LAZY_ATTRIBUTES = {"verify_network": ("ntksym.network_check", "verify_network"),
-                    "NetworkReport": ("ntksym.network_check", "NetworkReport")}
+                    "NetworkReport": ("ntksym.network_check", "NetworkReport"),
+                    "monte_carlo_kernel": ("ntksym.empirical", "monte_carlo_kernel"),
+                    "MonteCarloKernel": ("ntksym.empirical", "MonteCarloKernel")}
 
 
 def __getattr__(name):

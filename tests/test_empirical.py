@@ -1,10 +1,14 @@
-"""The finite-width network (ntksym.empirical): shapes, neural-tangents' conventions, and two independent checks.
+"""The finite-width network (ntksym.empirical): shapes, neural-tangents' conventions, and independent checks.
 
 * Equivalence: `apply` against a forward pass written here in NumPy (loops over filter patches, explicit
   SAME padding), same params, float64; the tolerance is k·eps64 of the sum of absolute terms.
 * Statistics: over independent initialisations of a relu MLP in NTK parameterization, the sample covariance
   of the outputs matches the NNGP recurrence of survey eq. (58)–(61), computed here in NumPy with the
   arc-cosine kernel written out (Cho & Saul 2009), judged by z-scores at a family-wise false-alarm rate.
+* Empirical kernels (survey eq. (3), §5.2): the two NTK methods (Jacobian contraction, NTK–vector products)
+  agree to rounding; both equal the NTK of a one-hidden-layer network written out by hand in NumPy, and one
+  from a Jacobian by central finite differences; the Monte Carlo mean over initialisations matches the
+  analytic kernels of ntksym.kernel within t·SE, and rejects a wrong one.
 """
 
 from __future__ import annotations
@@ -19,15 +23,29 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
+from helpers import (
+    assert_close_scaled,
+    dtype_tolerance,
+    familywise_z,
+    float64_tolerance,
+)
 from scipy.special import erf as np_erf
+from scipy.stats import t as student_t
 
-import ntksym.layers as layers
-from ntksym import empirical
-from ntksym.empirical import NetworkError, ShapeError, apply, init
+from ntksym import empirical, layers
+from ntksym.empirical import (
+    MonteCarloKernel,
+    NetworkError,
+    ShapeError,
+    apply,
+    init,
+    monte_carlo_kernel,
+    nngp,
+    ntk,
+)
 from ntksym.errors import NtksymError
+from ntksym.kernel import kernel
 from ntksym.layers import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, mlp, serial
-
-from helpers import assert_close_scaled, familywise_z, float64_tolerance
 
 
 @ft.cache
@@ -468,3 +486,301 @@ def test_apply_with_mismatched_inputs_or_params_raises():
     cnn_params = init(serial(Conv(2, (3, 3))), key(0), (1, 5, 5, 3))
     with pytest.raises(ShapeError, match="channels"):
         apply(serial(Conv(2, (3, 3))), cnn_params, jnp.ones((1, 5, 5, 4)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Empirical kernels of one network
+# --------------------------------------------------------------------------------------------------
+
+
+def random_params(net, shape, seed: int, dtype=np.float32):
+    """Parameters of init's structure and shapes, N(0, 1) from NumPy: no sampler to compile (init's own draws
+    are tested above). Any values serve the identities below."""
+    abstract = jax.eval_shape(lambda k: init(net, k, shape, dtype=dtype), key(0))
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape), dtype), abstract)
+
+
+def n_params(params) -> int:
+    return sum(leaf.size for leaf in jax.tree.leaves(params))
+
+
+def as_matrix(gram):
+    """A kernel in ntksym.kernel's layout (n1, n2, H, H', W, W') as the matrix ((n1, H, W), (n2, H', W'))."""
+    gram = np.asarray(gram, np.float64)
+    d = (gram.ndim - 2) // 2
+    gram = np.transpose(gram, [0, *range(2, 2 + 2 * d, 2), 1, *range(3, 3 + 2 * d, 2)])
+    half = gram.ndim // 2
+    return gram.reshape(math.prod(gram.shape[:half]), -1)
+
+
+def gram_scale(gram):
+    """√(G_ii·G_jj): by Cauchy–Schwarz, a bound on |G_ij| and on the sum of |products| behind it."""
+    return np.sqrt(np.outer(np.diag(gram), np.diag(gram)))
+
+
+NTK_TEST_NETS = {
+    "mlp-2-outputs": (lambda: serial(Dense(5, 1.3, 0.2), relu(), Dense(4, 1.1, 0.3), erf(), Dense(2, 0.9, 0.1)),
+                      (4, 3)),
+    "cnn-spatial-outputs": (lambda: serial(Conv(3, (2, 2), None, "SAME", 1.2, 0.1), relu(),
+                                           Conv(2, (2, 1), None, "VALID", 1.0, 0.2)),
+                            (4, 4, 3, 2)),
+}
+
+
+@pytest.mark.parametrize("case", list(NTK_TEST_NETS))
+def test_ntk_by_jacobians_equals_ntk_by_products(float_dtype, case):
+    """Two algorithms for Θ̂ (survey §5.2), per-leaf Jacobian contraction and NTK–vector products J1(J2ᵀe), on
+    x (symmetric) and on (x1, x2) = (x[:2], x[2:]), whose kernel must be the off-diagonal block of x's (not
+    its transpose: Θ̂(x1, x2) is not symmetric)."""
+    net_fn, shape = NTK_TEST_NETS[case]
+    net = net_fn()
+    params = random_params(net, shape, 30, float_dtype)
+    x = jnp.asarray(np.random.default_rng(31).normal(size=shape), float_dtype)
+    whole = {method: ntk(net, params, x, method=method) for method in ("jacobian", "ntvp")}
+    block = {method: ntk(net, params, x[:2], x[2:], method=method) for method in ("jacobian", "ntvp")}
+    assert all(k.dtype == float_dtype for k in (*whole.values(), *block.values()))
+    # layout: ntksym.kernel's (n1, n2, H, H', W, W') (the CNN's outputs are 3 × 3 × 2 channels)
+    assert block["ntvp"].shape == ((2, shape[0] - 2, 3, 3, 3, 3) if len(shape) == 4 else (2, shape[0] - 2))
+    reference = as_matrix(whole["jacobian"])
+    np.testing.assert_array_equal(reference, reference.T)  # the same products in either order: exactly symmetric
+    scale = gram_scale(reference)  # Cauchy–Schwarz: |Θ̂(x,x')| and its sum of |products| ≤ √(Θ̂(x,x)·Θ̂(x',x'))
+    rows = as_matrix(whole["jacobian"][:2]).shape[0]  # the rows of x[:2] (with their spatial positions)
+    # Each method sums n_params products (sequential summation: ≤ n_params roundings of eps relative to the sum
+    # of |products| ≤ scale), of Jacobian entries with their own forward/backward rounding over fan-ins
+    # (fewer than n_params steps): ≤ 2·n_params·eps(dtype) of the scale (measured: ~1 eps).
+    rtol = dtype_tolerance(float_dtype, 2 * n_params(params))
+    reason = "float rounding: 2·n_params·eps(dtype) of the Cauchy–Schwarz scale"
+    assert_close_scaled(as_matrix(whole["ntvp"]), reference, scale, rtol=rtol, reason=reason)
+    for method in ("jacobian", "ntvp"):
+        assert_close_scaled(as_matrix(block[method]), reference[:rows, rows:], scale[:rows, rows:], rtol=rtol,
+                            reason=reason)
+
+
+def hand_one_hidden_layer(act, parameterization, w_std, b_std, params, X):
+    """Θ̂ and the readout NNGP of Dense(n) → σ → Dense(k), written out in NumPy (float64) from the chain rule.
+
+    NTK parameterization: h = (w1/√d)·xW1 + b1·B1, f = (w2/√n)·σ(h)W2 + b2·B2; standard: h = xW1 + B1,
+    f = σ(h)W2 + B2, where a zero b_std means no bias (B ignored, whatever its value). ∂f_c/∂W2[j,c] = s2·σ(h_j),
+    ∂f_c/∂B2[c] = g2, ∂f_c/∂W1[i,j] = s2·W2[j,c]·σ'(h_j)·s1·x_i, ∂f_c/∂B1[j] = s2·W2[j,c]·σ'(h_j)·g1, so
+    Θ̂(x,x') = (1/k)·Σ_c [s2²·σ(h)·σ(h') + g2² + s2²·Σ_j W2[j,c]²σ'(h_j)σ'(h'_j)·(s1²·x·x' + g1²)].
+    The readout NNGP E_{W2,B2}[f f'ᵀ]/k = Var(W2)·σ(h)·σ(h') + Var(B2) = (w2²/n)·σ(h)·σ(h') + b2² in both.
+    """
+    (W1, B1), _, (W2, _) = (tuple(np.asarray(t, np.float64) for t in p) for p in params)
+    (w1, w2), (b1, b2) = w_std, b_std
+    d, n = W1.shape
+    if parameterization == "ntk":
+        s1, g1, s2, g2 = w1 / math.sqrt(d), b1, w2 / math.sqrt(n), b2
+        h = s1 * X @ W1 + b1 * B1
+    else:
+        s1, g1, s2, g2 = 1.0, float(b1 > 0), 1.0, float(b2 > 0)
+        h = X @ W1 + g1 * B1
+    if act == "relu":
+        a, da = np.maximum(h, 0), (h > 0).astype(float)
+    else:
+        a, da = np_erf(h), 2 / math.sqrt(math.pi) * np.exp(-h * h)
+    first = s2**2 * (a @ a.T) + g2**2
+    second = s2**2 * np.mean([(da * W2[:, c] ** 2) @ da.T for c in range(W2.shape[1])], axis=0)
+    ntk_hand = first + second * (s1**2 * (X @ X.T) + g1**2)
+    nngp_hand = w2**2 / n * (a @ a.T) + b2**2
+    return ntk_hand, nngp_hand
+
+
+@pytest.mark.parametrize("act, parameterization, b_std", [
+    ("relu", "ntk", (0.4, 0.3)), ("erf", "ntk", (0.0, 0.0)), ("relu", "standard", (0.0, 0.0)),
+    ("erf", "standard", (0.4, 0.3)),
+], ids=["relu-ntk-bias", "erf-ntk-no-bias", "relu-standard-no-bias", "erf-standard-bias"])
+def test_empirical_kernels_match_a_hand_computation(act, parameterization, b_std):
+    """Θ̂ (both methods) and the readout NNGP against the chain rule written out in NumPy (float64).
+
+    b_std = 0 means "no bias" (neural-tangents' b_std=None), as in ntksym.kernel: the drawn b takes no part, its
+    gradient is exactly zero, and the standard parameterization's Θ̂ has no bias term (it used to add 1)."""
+    w_std = (1.3, 0.9)
+    net = serial(Dense(6, w_std[0], b_std[0], parameterization), layers.Activation(act),
+                 Dense(2, w_std[1], b_std[1], parameterization))
+    X = np.random.default_rng(40).normal(size=(4, 3))
+    with jax.enable_x64(True):
+        params = random_params(net, X.shape, 41, np.float64)  # every b nonzero: a zero b_std must ignore it
+        x = jnp.asarray(X)
+        ntk_hand, nngp_hand = hand_one_hidden_layer(act, parameterization, w_std, b_std, params, X)
+        # float64 rounding of sums over 6 units and 3 inputs, erf/erf' to a few eps: 100·eps64 leaves a wide
+        # margin; a spurious bias term (≥ b² or 1) would exceed it by ~1e13
+        for method in ("jacobian", "ntvp"):
+            assert_close_scaled(ntk(net, params, x, method=method), ntk_hand, gram_scale(ntk_hand),
+                                rtol=float64_tolerance(100),
+                                reason="float64 rounding of sums over 6 units and 3 inputs (100·eps64, wide margin)")
+        assert_close_scaled(nngp(net, params, x, estimator="readout"), nngp_hand, gram_scale(nngp_hand),
+                            rtol=float64_tolerance(100),
+                            reason="float64 rounding of a sum over 6 units (100·eps64, wide margin)")
+        if b_std == (0.0, 0.0):
+            grads = jax.grad(lambda p: jnp.sum(apply(net, p, x) ** 2))(params)
+            assert all(bool(jnp.all(grads[i][1] == 0)) and bool(jnp.any(grads[i][0] != 0)) for i in (0, 2))
+        # the output estimator is f(x)·f(x')ᵀ/k, from the forward pass: the same products, a few roundings
+        f = np.asarray(apply(net, params, x))
+        assert_close_scaled(nngp(net, params, x), f @ f.T / f.shape[1], gram_scale(f @ f.T / 2),
+                            rtol=float64_tolerance(8), reason="float64 rounding of a 2-term sum (8·eps64)")
+
+
+def test_ntk_matches_finite_differences_of_the_outputs():
+    """Θ̂ from a Jacobian by central differences of `apply` over every parameter (an independent method),
+    for a two-hidden-layer erf network (smooth, so finite differences converge) with two outputs, float64."""
+    net = serial(Dense(3, 1.4, 0.2), erf(), Dense(3, 1.1, 0.3), erf(), Dense(2, 0.8, 0.1))
+    with jax.enable_x64(True):
+        params = random_params(net, (3, 2), 50, np.float64)
+        x = jnp.asarray(np.random.default_rng(51).normal(size=(3, 2)))
+        leaves, tree = jax.tree.flatten(params)
+        flat = np.concatenate([np.asarray(leaf).ravel() for leaf in leaves])
+        offsets = np.cumsum([0] + [leaf.size for leaf in leaves])
+
+        def unflatten(vector):
+            return jax.tree.unflatten(tree, [jnp.asarray(vector[a:b]).reshape(leaf.shape)
+                                             for a, b, leaf in zip(offsets[:-1], offsets[1:], leaves)])
+
+        forward = jax.jit(lambda p: apply(net, p, x))
+        h = 1e-5
+        columns = []
+        for i in range(flat.size):
+            step = np.zeros_like(flat)
+            step[i] = h
+            up, down = (np.asarray(forward(unflatten(flat + s))) for s in (step, -step))
+            columns.append((up - down) / (2 * h))
+        J = np.stack(columns, axis=-1)  # (n, k, n_params)
+        reference = np.einsum("icp,jcp->ij", J, J) / J.shape[1]
+        # central differences with h = 1e-5: truncation h²·|f'''|/6 ~ 1e-11 and rounding eps64·|f|/h ~ 1e-11 per
+        # derivative; over 29 parameters with |∇f| ~ 1: ≲ 1e-9 of the scale. rtol 1e-7 leaves 100×.
+        for method in ("jacobian", "ntvp"):
+            assert_close_scaled(ntk(net, params, x, method=method), reference, gram_scale(reference), rtol=1e-7,
+                                reason="central differences, h = 1e-5: ≲ 1e-9 error, 100× margin")
+
+
+def test_a_net_without_parameters_has_a_zero_ntk():
+    net = serial(GlobalAvgPool())
+    x = jnp.asarray(np.random.default_rng(52).normal(size=(2, 4, 3)), jnp.float32)
+    for method in ("jacobian", "ntvp"):
+        np.testing.assert_array_equal(np.asarray(ntk(net, ((),), x, method=method)), np.zeros((2, 2)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Monte Carlo over initialisations (survey §4.3)
+# --------------------------------------------------------------------------------------------------
+
+
+def mc_inputs():
+    return np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+
+
+def band_t(estimate, se, reference):
+    """(estimate − reference)/SE on the distinct entries (upper triangle) of a symmetric Gram matrix."""
+    i, j = np.triu_indices(estimate.shape[0])
+    return ((estimate - np.asarray(reference, np.float64)) / se)[i, j]
+
+
+def test_monte_carlo_mean_matches_the_analytic_kernels():
+    """mlp(relu, 2) at width 256, NTK parameterization, 64 networks (float32): the Monte Carlo means of the
+    NTK, the readout NNGP and the output NNGP f·f'ᵀ lie within t·SE of ntksym.kernel's analytic kernels.
+
+    The finite-width bias of E Θ̂ is O(1/width), a fraction of the ~1.5% SE here (tests/test_network_check.py
+    sees no bias at width 64 with 16 networks). Threshold: Student-t with 63 degrees of freedom (each SE comes
+    from 64 networks), Bonferroni over 3 kernels × 21 distinct entries at family-wise α = 1e-3.
+    """
+    net = mlp(relu().dual, 2, 1.5, 0.1)
+    x = mc_inputs()
+    analytic = kernel(net, x)
+    readout = monte_carlo_kernel(net, 0, x, width=256, n_samples=64, nngp_estimator="readout")
+    output = monte_carlo_kernel(net, 0, x, width=256, n_samples=64, get="nngp")
+    assert isinstance(readout, MonteCarloKernel) and readout.dtype == "float32" and readout.n_samples == 64
+    assert output.ntk is None and output.ntk_se is None
+    threshold = float(student_t.isf(ALPHA / (2 * 3 * 21), 63))
+    cases = [(readout.ntk, readout.ntk_se, analytic.ntk), (readout.nngp, readout.nngp_se, analytic.nngp),
+             (output.nngp, output.nngp_se, analytic.nngp)]
+    for estimate, se, reference in cases:
+        t = band_t(estimate, se, reference)
+        assert np.max(np.abs(t)) < threshold, f"t-scores {np.round(t, 2)} exceed {threshold:.2f}"
+    # the readout NNGP has the output's mean and a spread that falls with the width: a far smaller SE
+    assert np.all(readout.nngp_se < 0.5 * output.nngp_se)
+    # Power: the same draws reject the kernels of a wrong w_std (1.6 for 1.5)
+    wrong = kernel(mlp(relu().dual, 2, 1.6, 0.1), x)
+    assert np.max(np.abs(band_t(readout.ntk, readout.ntk_se, wrong.ntk))) > threshold
+    assert np.max(np.abs(band_t(readout.nngp, readout.nngp_se, wrong.nngp))) > threshold
+
+
+def test_monte_carlo_standard_parameterization_without_bias_matches_the_analytic_kernel():
+    """Dense(64, standard, b_std = 0) → relu → Dense(1, standard, b_std = 0): the first layer's pre-activations are
+    exactly Gaussian, so E Θ̂ equals ntksym.kernel's finite-width standard NTK, which has no bias term (a bias of
+    b_std = 0 counted in Θ̂ would add 1 + E Σ_j W2_j²·1[h_j > 0]·1 ≈ 1.7, many standard errors). 48 networks;
+    threshold: Student-t with 47 degrees of freedom, Bonferroni over 21 entries at family-wise α = 1e-3."""
+    net = serial(Dense(64, 1.4, 0.0, "standard"), relu(), Dense(1, 1.2, 0.0, "standard"))
+    x = mc_inputs()
+    mc = monte_carlo_kernel(net, 1, x, width=64, n_samples=48, get="ntk")
+    threshold = float(student_t.isf(ALPHA / (2 * 21), 47))
+    analytic = np.asarray(kernel(net, x).ntk, np.float64)
+    t = band_t(mc.ntk, mc.ntk_se, analytic)
+    assert np.max(np.abs(t)) < threshold, f"t-scores {np.round(t, 2)} exceed {threshold:.2f}"
+    # Power: the analytic kernel plus the spurious bias term is rejected
+    assert np.max(np.abs(band_t(mc.ntk, mc.ntk_se, analytic + 1.0))) > threshold
+
+
+def test_welford_accumulation_matches_numpy():
+    """The running mean and standard error (Welford, float64) equal NumPy's two-pass formulas."""
+    rng = np.random.default_rng(60)
+    samples = 1e3 + rng.normal(size=(25, 3, 3))  # a large offset: where a naive Σx² − (Σx)²/M would cancel
+    state = None
+    for sample in samples:
+        state = empirical._welford(state, sample)
+    mean, se = empirical._mean_and_se(state)
+    # float64 rounding of 25 updates (a few eps each) relative to |mean| ~ 1e3, and to the SE ~ 0.2 after the
+    # offset's cancellation (1e3/0.2·25 updates·eps64 ~ 3e-11)
+    np.testing.assert_allclose(mean, samples.mean(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(se, samples.std(axis=0, ddof=1) / 5, rtol=1e-9)
+
+
+def test_jacobian_chunks_respect_the_budget():
+    """Consecutive leaves are grouped while their Jacobians fit the budget; a larger leaf stands alone."""
+    sizes = {0: 10, 1: 5, 2: 100, 3: 3, 4: 4, 5: 30}
+    assert empirical._chunks(sizes, 20) == [(0, 1), (2,), (3, 4), (5,)]
+    assert empirical._chunks(sizes, 1000) == [(0, 1, 2, 3, 4, 5)]
+    assert empirical._chunks({}, 10) == []
+
+
+def test_ntk_jacobians_are_taken_one_leaf_at_a_time_when_large(monkeypatch):
+    """With a budget below every leaf's Jacobian, each leaf is its own chunk, and the kernel is unchanged."""
+    net = serial(Dense(8, 1.2, 0.1), relu(), Dense(2, 1.0, 0.2))
+    params = random_params(net, (3, 4), 61)
+    x = jnp.asarray(np.random.default_rng(62).normal(size=(3, 4)), jnp.float32)
+    whole = np.asarray(ntk(net, params, x))
+    seen = []
+    original = empirical._chunk_jacobian
+    monkeypatch.setattr(empirical, "_JACOBIAN_BUDGET", 1)
+    monkeypatch.setattr(empirical, "_chunk_jacobian", lambda net, chunk: seen.append(chunk) or original(net, chunk))
+    per_leaf = np.asarray(ntk(net, params, x))
+    assert seen == [(0,), (1,), (2,), (3,)]
+    # the same products summed in another grouping: a few float32 roundings of the Cauchy–Schwarz scale
+    assert_close_scaled(per_leaf, whole, gram_scale(whole), rtol=dtype_tolerance(np.float32, 8),
+                        reason="float32 rounding: the same sum in another grouping (8·eps32)")
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: ntk(mlp(relu().dual, 1), None, np.ones(3)), ShapeError, "batch axis"),
+    (lambda: ntk(mlp(relu().dual, 1), None, np.ones((2, 3)), np.ones((2, 4))), ShapeError, "agree"),
+    (lambda: ntk(mlp(relu().dual, 1), None, np.full((2, 3), np.nan)), NetworkError, "NaN"),
+    (lambda: ntk(mlp(relu().dual, 1), None, np.ones((2, 3)), method="exact"), NetworkError, "method"),
+    (lambda: nngp(mlp(relu().dual, 1), None, np.ones((2, 3)), estimator="mean"), NetworkError, "estimator"),
+    (lambda: nngp(serial(Dense(2), relu()), None, np.ones((2, 3)), estimator="readout"), NetworkError,
+     "Activation follows"),
+    (lambda: ntk(mlp(relu().dual, 1), init(mlp(relu().dual, 2), key(0), (2, 3)), np.ones((2, 3))), NetworkError,
+     "params"),
+    (lambda: monte_carlo_kernel(mlp(relu().dual, 1), 0, np.ones((2, 3)), width=0, n_samples=4), NetworkError,
+     "width"),
+    (lambda: monte_carlo_kernel(mlp(relu().dual, 1), 0, np.ones((2, 3)), width=8, n_samples=1), NetworkError,
+     "n_samples"),
+    (lambda: monte_carlo_kernel(mlp(relu().dual, 1), 0, np.ones((2, 3)), width=8, n_samples=4, get="cov"),
+     NetworkError, "get"),
+    (lambda: monte_carlo_kernel(mlp(relu().dual, 1), "seed", np.ones((2, 3)), width=8, n_samples=4), NetworkError,
+     "key"),
+    (lambda: monte_carlo_kernel(mlp(relu().dual, 1), 0, np.array([[1.0, np.inf]]), width=8, n_samples=4),
+     NetworkError, "NaN or infinite"),
+])
+def test_bad_kernel_arguments_raise_named_errors(call, error, message):
+    with pytest.raises(error, match=message) as info:
+        call()
+    assert isinstance(info.value, NtksymError)
