@@ -123,6 +123,143 @@ def _samples(text: str) -> int:
     return int(value)
 
 
+_LATEX_EXAMPLES = """examples:
+  ntksym latex gelu                                  # K, Kdot, V of GELU and how they were derived
+  ntksym latex --activation gelu --depth 3           # the NNGP/NTK recurrences of a 3-layer GELU MLP
+  ntksym latex --activation relu --depth 2 --document --out relu_mlp.tex
+"""
+
+_KERNEL_EXAMPLES = """examples:
+  ntksym kernel --activation relu --depth 3 --inputs X.npy --out K.npy            # NTK Gram matrix of X
+  ntksym kernel --activation erf --depth 2 --inputs X.csv --inputs2 Y.csv --get nngp --out K.npy
+  ntksym kernel --activation relu --depth 3 --inputs X.npy --get nngp,ntk --out K.npz   # both, one file
+Inputs: .npy (a 2-D array, one row per input) or .csv (comma-separated numbers, no header).
+"""
+
+_CATALOG_EXAMPLES = """examples:
+  ntksym catalog                        # the catalog: activation, σ, exact or numeric, method
+  ntksym catalog --json
+  ntksym catalog --write derivations/   # a Markdown page and a .tex per activation, and index.md
+"""
+
+
+def _mlp_from_args(args):
+    from .layers import mlp
+
+    if args.depth is None or args.depth < 1:
+        raise CommandLineError("--depth must be a positive integer (the number of hidden layers)")
+    return mlp(args.activation, args.depth, w_std=args.w_std, b_std=args.b_std)
+
+
+def _cmd_latex(args) -> int:
+    from . import latex
+
+    if args.activation is not None and args.expr is not None:
+        raise CommandLineError("give the activation once: either EXPR or --activation")
+    spec = args.activation if args.activation is not None else args.expr
+    if spec is None:
+        raise CommandLineError("name an activation: ntksym latex gelu, or --activation gelu --depth 3")
+    if args.depth is not None:
+        args.activation = spec
+        part = _mlp_from_args(args)
+        body = latex.network_latex(part, substitute=not args.general)
+    else:
+        part = derive(spec, timeout=args.timeout)
+        body = latex.dual_latex(part) + "\n" + latex.derivation_latex(part)
+    text = latex.latex_document(part) if args.document else body
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    if args.json:
+        print(json.dumps({"latex": text, "out": args.out, "document": args.document}, ensure_ascii=False))
+    elif args.out:
+        print(f"wrote {args.out}")
+    else:
+        print(text)
+    return 0
+
+
+def _read_inputs(path: str):
+    import numpy as np
+
+    try:
+        if path.endswith(".npy"):
+            x = np.load(path, allow_pickle=False)
+        elif path.endswith(".csv"):
+            x = np.loadtxt(path, delimiter=",", ndmin=2)
+        else:
+            raise CommandLineError(f"{path}: inputs must be a .npy or .csv file")
+    except OSError as err:
+        raise CommandLineError(f"cannot read {path}: {err.strerror or err}") from None
+    except ValueError as err:
+        raise CommandLineError(f"cannot read {path}: {err}") from None
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise CommandLineError(f"{path}: expected a 2-D array (one row per input), got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.number):
+        raise CommandLineError(f"{path}: expected numbers, got dtype {x.dtype}")
+    return x.astype(np.float32)
+
+
+def _cmd_kernel(args) -> int:
+    import numpy as np
+
+    get = tuple(g.strip() for g in args.get.split(",") if g.strip())
+    if not get or any(g not in ("nngp", "ntk") for g in get):
+        raise CommandLineError(f"--get must be nngp, ntk or nngp,ntk; got {args.get!r}")
+    if len(get) > 1 and not args.out.endswith(".npz"):
+        raise CommandLineError("--get nngp,ntk writes two matrices: give --out a .npz file name")
+    if len(get) == 1 and not args.out.endswith(".npy"):
+        raise CommandLineError("--out must be a .npy file (or .npz with --get nngp,ntk)")
+    net = _mlp_from_args(args)
+    x1 = _read_inputs(args.inputs)
+    x2 = None if args.inputs2 is None else _read_inputs(args.inputs2)
+    result = net.kernel(x1, x2, get=get, batch_size=args.batch_size)
+    arrays = {g: np.asarray(getattr(result, g)) for g in get}
+    if len(get) == 1:
+        np.save(args.out, arrays[get[0]])
+    else:
+        np.savez(args.out, **arrays)
+    summary = {"out": args.out, "activation": args.activation, "depth": args.depth, "w_std": args.w_std,
+               "b_std": args.b_std, "shape": list(next(iter(arrays.values())).shape),
+               "kernels": {g: {"min": float(a.min()), "max": float(a.max()), "dtype": str(a.dtype)}
+                           for g, a in arrays.items()}}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        shape = "×".join(map(str, summary["shape"]))
+        print(f"wrote {' and '.join(get)} ({shape}, {arrays[get[0]].dtype}) of a depth-{args.depth} "
+              f"{args.activation} MLP to {args.out}")
+    return 0
+
+
+def _cmd_catalog(args) -> int:
+    from .derivations import catalog_table, write_derivations
+
+    if args.write:
+        written = write_derivations(args.write, verify=not args.no_verify,
+                                    log=None if args.json else (lambda m: print(m, flush=True)))
+        if args.json:
+            print(json.dumps({"written": [str(p) for p in written]}, indent=2))
+        return 0
+    if args.json:
+        from .catalog import CATALOG
+
+        records = []
+        for name, entry in CATALOG.items():
+            dual = derive(entry.factory())
+            records.append({"name": name, "sigma": str(dual.activation.expr), "exact": dual.exact,
+                            "method": dual.method, "parameters": {p: str(v) for p, v in entry.parameters},
+                            "description": entry.description})
+        print(json.dumps(records, indent=2, ensure_ascii=False))
+    else:
+        print(catalog_table(), end="")
+    return 0
+
+
+class CommandLineError(NtksymError):
+    """Options that are missing, do not go together, or files that cannot be read."""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ntksym",
@@ -158,7 +295,45 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--V", metavar="FORMULA", help="your formula for V in q")
     v.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help=argparse.SUPPRESS)
     v.set_defaults(func=_cmd_verify)
+
+    la = sub.add_parser("latex", help="LaTeX of a dual (and its derivation) or of an MLP's recurrences",
+                        epilog=_LATEX_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    la.add_argument("expr", nargs="?", help="σ as a formula or a catalog name")
+    la.add_argument("--activation", help="σ (instead of EXPR)")
+    _network_options(la, required=False)
+    la.add_argument("--general", action="store_true",
+                    help="with --depth: the recurrences with K and Kdot left as functions")
+    la.add_argument("--document", action="store_true", help="a complete standalone document")
+    la.add_argument("--out", metavar="FILE", help="write the LaTeX to FILE")
+    la.add_argument("--json", action="store_true", help="machine-readable output")
+    la.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help=argparse.SUPPRESS)
+    la.set_defaults(func=_cmd_latex)
+
+    k = sub.add_parser("kernel", help="NNGP/NTK Gram matrices of an MLP for inputs from .npy/.csv",
+                       epilog=_KERNEL_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    k.add_argument("--activation", required=True, help="σ as a formula or a catalog name")
+    _network_options(k, required=True)
+    k.add_argument("--inputs", required=True, metavar="FILE", help="x1: .npy or .csv, one row per input")
+    k.add_argument("--inputs2", metavar="FILE", help="x2 (default: x2 = x1)")
+    k.add_argument("--get", default="ntk", help="nngp, ntk (default) or nngp,ntk")
+    k.add_argument("--out", required=True, metavar="FILE", help=".npy (one kernel) or .npz (both)")
+    k.add_argument("--batch-size", type=int, default=None, help="compute in blocks of this many rows")
+    k.add_argument("--json", action="store_true", help="machine-readable summary")
+    k.set_defaults(func=_cmd_kernel)
+
+    ca = sub.add_parser("catalog", help="the named activations; --write generates derivations/",
+                        epilog=_CATALOG_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ca.add_argument("--write", metavar="DIR", help="write a page and a .tex per activation and index.md")
+    ca.add_argument("--no-verify", action="store_true", help="with --write: skip the Monte Carlo section")
+    ca.add_argument("--json", action="store_true", help="machine-readable output")
+    ca.set_defaults(func=_cmd_catalog)
     return parser
+
+
+def _network_options(p, *, required: bool) -> None:
+    p.add_argument("--depth", type=int, required=required, help="number of hidden layers of the MLP")
+    p.add_argument("--w-std", type=float, default=1.0, help="weight standard deviation σ_w (default 1)")
+    p.add_argument("--b-std", type=float, default=0.0, help="bias standard deviation σ_b (default 0)")
 
 
 def main(argv: list[str] | None = None) -> int:
