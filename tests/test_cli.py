@@ -71,3 +71,89 @@ def test_the_check_catches_a_wrong_formula():
 
     wrong = dataclasses.replace(dual, K=dual.K + (dual.K - c / 4))  # doubles the 1/(2π) part
     assert not check_against_quadrature(wrong).passed
+
+
+# ------------------------------------------------------------------------------ kernel and catalog
+
+
+def test_kernel_writes_the_gram_matrix(tmp_path, capsys):
+    """The written matrix is net.kernel's, to the bit: the command adds no arithmetic of its own."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 4)).astype(np.float32)
+    np.save(tmp_path / "X.npy", x)
+    out = tmp_path / "K.npy"
+    argv = ["kernel", "--activation", "relu", "--depth", "3", "--inputs", str(tmp_path / "X.npy"), "--out", str(out)]
+    assert main(argv) == 0
+    expected = nk.mlp("relu", 3).kernel(x, get="ntk").ntk
+    np.testing.assert_array_equal(np.load(out), np.asarray(expected))
+    assert "wrote ntk (6×6" in capsys.readouterr().out
+
+
+def test_kernel_reads_csv_and_writes_both_to_npz(tmp_path, capsys):
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    x1, x2 = rng.standard_normal((3, 2)), rng.standard_normal((5, 2))
+    np.savetxt(tmp_path / "a.csv", x1, delimiter=",")
+    np.savetxt(tmp_path / "b.csv", x2, delimiter=",")
+    out = tmp_path / "K.npz"
+    assert main(["kernel", "--activation", "erf", "--depth", "2", "--w-std", "1.5", "--b-std", "0.1",
+                 "--inputs", str(tmp_path / "a.csv"), "--inputs2", str(tmp_path / "b.csv"),
+                 "--get", "nngp,ntk", "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["shape"] == [3, 5]
+    data = np.load(out)
+    # csv text round-trips float64 to ~1e-16, then the command works in float32: compare at float32 rounding
+    ref = nk.mlp("erf", 2, w_std=1.5, b_std=0.1).kernel(x1.astype(np.float32), x2.astype(np.float32))
+    np.testing.assert_allclose(data["nngp"], ref.nngp, rtol=1e-5)
+    np.testing.assert_allclose(data["ntk"], ref.ntk, rtol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["missing", "bad_get", "bad_out", "three_d", "text"])
+def test_kernel_bad_input_exits_2(case, tmp_path, capsys):
+    import numpy as np
+
+    np.save(tmp_path / "X.npy", np.ones((3, 2)))
+    np.save(tmp_path / "X3.npy", np.ones((3, 2, 2)))
+    (tmp_path / "t.csv").write_text("a,b\n1,2\n")
+    inputs, get, out = str(tmp_path / "X.npy"), "ntk", str(tmp_path / "K.npy")
+    if case == "missing":
+        inputs = str(tmp_path / "nope.npy")
+    elif case == "bad_get":
+        get = "nngp,foo"
+    elif case == "bad_out":
+        out = str(tmp_path / "K.txt")
+    elif case == "three_d":
+        inputs = str(tmp_path / "X3.npy")
+    elif case == "text":
+        inputs = str(tmp_path / "t.csv")
+    argv = ["kernel", "--activation", "relu", "--depth", "2", "--inputs", inputs, "--get", get, "--out", out]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ntksym: error: ") and err.count("\n") == 1
+
+
+def test_catalog_lists_every_activation(capsys):
+    from ntksym.catalog import CATALOG
+
+    assert main(["catalog", "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in records] == list(CATALOG)
+    for r in records:
+        dual = nk.derive(CATALOG[r["name"]].factory())
+        assert r["exact"] == dual.exact and r["method"] == dual.method
+    assert main(["catalog"]) == 0
+    table = capsys.readouterr().out
+    assert table.count("\n") == len(CATALOG) + 2  # header, rule, one row per activation
+
+
+def test_help_lists_the_subcommands_with_examples(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("derive", "verify", "latex", "kernel", "catalog"):
+        assert command in out
+    assert "examples:" in out
