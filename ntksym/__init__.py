@@ -38,11 +38,13 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
 
 _LAZY = {"predict": "ntksym.predict", "solve": "ntksym.solve", "lower": "ntksym.lower",
          "kernel": "ntksym.kernel", "empirical": "ntksym.empirical", "catalog": "ntksym.catalog",
-         "testing": "ntksym.testing", "network_check": "ntksym.network_check"}
+         "testing": "ntksym.testing", "network_check": "ntksym.network_check", "latex": "ntksym.latex"}
 _LAZY_ATTRIBUTES = {"verify_network": ("ntksym.network_check", "verify_network"),
                     "NetworkReport": ("ntksym.network_check", "NetworkReport"),
                     "monte_carlo_kernel": ("ntksym.empirical", "monte_carlo_kernel"),
-                    "MonteCarloKernel": ("ntksym.empirical", "MonteCarloKernel")}
+                    "MonteCarloKernel": ("ntksym.empirical", "MonteCarloKernel"),
+                    "latex_document": ("ntksym.latex", "latex_document"),
+                    "LatexError": ("ntksym.latex", "LatexError")}
 
 
 def __getattr__(name):

@@ -53,6 +53,19 @@ class Dual:
         if (self.Kdot is None) != (self.Kdot_reason is not None):
             raise ValueError("Kdot_reason is given exactly when Kdot is None")
 
+    def latex(self) -> str:
+        """σ, K, K̇, V and k̂ as a LaTeX fragment (ntksym.latex.dual_latex)."""
+        # imported on use: ntksym.latex imports this module
+        from .latex import dual_latex
+
+        return dual_latex(self)
+
+    def derivation_latex(self) -> str:
+        """The derivation trace `steps` as a LaTeX enumerate list (ntksym.latex.derivation_latex)."""
+        from .latex import derivation_latex
+
+        return derivation_latex(self)
+
     @property
     def k_hat(self) -> sp.Expr:
         """The normalised dual k̂(ρ) = K(1, 1, ρ)."""

@@ -129,6 +129,12 @@ class Serial:
 
         return init(self, key, input_shape, width)
 
+    def latex(self, substitute: bool = True) -> str:
+        """The NNGP/NTK recurrences of this architecture as LaTeX (ntksym.latex.network_latex)."""
+        from .latex import network_latex
+
+        return network_latex(self, substitute=substitute)
+
     def apply(self, params, x):
         """Outputs of the finite-width network (ntksym.empirical.apply)."""
         from .empirical import apply

@@ -15,6 +15,8 @@ SYMBOLIC_MODULES = [
     "ntksym.catalog",
     "ntksym.verify",
     "ntksym.testing",
+    "ntksym.latex",
+    "ntksym.derivations",
     "ntksym.gaussian",
     "ntksym.gaussian.numeric",
     "ntksym.trace",
