@@ -127,6 +127,7 @@ _LATEX_EXAMPLES = """examples:
   ntksym latex gelu                                  # K, Kdot, V of GELU and how they were derived
   ntksym latex --activation gelu --depth 3           # the NNGP/NTK recurrences of a 3-layer GELU MLP
   ntksym latex --activation relu --depth 2 --document --out relu_mlp.tex
+  ntksym latex erf --pdf erf.pdf                     # compiled with pdflatex (apt-get install texlive-latex-base)
 """
 
 _KERNEL_EXAMPLES = """examples:
@@ -166,14 +167,19 @@ def _cmd_latex(args) -> int:
     else:
         part = derive(spec, timeout=args.timeout)
         body = latex.dual_latex(part) + "\n" + latex.derivation_latex(part)
-    text = latex.latex_document(part) if args.document else body
+    text = latex.latex_document(part) if (args.document or args.pdf) else body
+    if args.pdf:
+        import shutil
+
+        shutil.copyfile(latex.compile_latex(text), args.pdf)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:
             fh.write(text)
     if args.json:
-        print(json.dumps({"latex": text, "out": args.out, "document": args.document}, ensure_ascii=False))
-    elif args.out:
-        print(f"wrote {args.out}")
+        print(json.dumps({"latex": text, "out": args.out, "pdf": args.pdf, "document": args.document or bool(args.pdf)},
+                         ensure_ascii=False))
+    elif args.out or args.pdf:
+        print("wrote " + " and ".join(f for f in (args.out, args.pdf) if f))
     else:
         print(text)
     return 0
@@ -305,6 +311,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="with --depth: the recurrences with K and Kdot left as functions")
     la.add_argument("--document", action="store_true", help="a complete standalone document")
     la.add_argument("--out", metavar="FILE", help="write the LaTeX to FILE")
+    la.add_argument("--pdf", metavar="FILE", help="compile the document with pdflatex and write the PDF to FILE")
     la.add_argument("--json", action="store_true", help="machine-readable output")
     la.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help=argparse.SUPPRESS)
     la.set_defaults(func=_cmd_latex)

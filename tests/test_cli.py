@@ -157,3 +157,53 @@ def test_help_lists_the_subcommands_with_examples(capsys):
     for command in ("derive", "verify", "latex", "kernel", "catalog"):
         assert command in out
     assert "examples:" in out
+
+
+# ------------------------------------------------------------------------------------------- latex
+
+
+def test_latex_of_a_dual_is_sympys(capsys):
+    """The formulas printed are sympy.latex of the derived expressions (the printer adds nothing wrong)."""
+    assert main(["latex", "gelu"]) == 0
+    out = capsys.readouterr().out
+    dual = nk.derive("gelu")
+    for expr in (dual.K, dual.Kdot, dual.V):
+        assert sp.latex(expr) in out
+    assert r"\begin{enumerate}" in out  # the derivation trace
+
+
+def test_latex_of_an_mlp_substitutes_the_closed_form(capsys):
+    from ntksym.symbols import c, q1, q2
+
+    assert main(["latex", "--activation", "relu", "--depth", "3"]) == 0
+    out = capsys.readouterr().out
+    dual = nk.derive("relu")
+    # layer 2 is the first activation: q1, q2, c are layer 1's variances and covariance
+    names = {q1: r"\Sigma^{(1)}(x, x)", q2: r"\Sigma^{(1)}(x', x')", c: r"\Sigma^{(1)}(x, x')"}
+    assert sp.latex(dual.K, symbol_names=names) in out
+    assert out.count(r"\paragraph{Layer") == 2 * 3 + 1  # Dense + activation per hidden layer, a readout
+
+
+def test_latex_document_to_file_and_pdf(tmp_path, capsys):
+    import os
+    import shutil
+
+    out = tmp_path / "relu.tex"
+    assert main(["latex", "--activation", "relu", "--depth", "2", "--document", "--out", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith(r"\documentclass") and text.rstrip().endswith(r"\end{document}")
+    if shutil.which("pdflatex") is None:
+        if os.environ.get("NTKSYM_REQUIRE_TEX") == "1":
+            pytest.fail("NTKSYM_REQUIRE_TEX=1 but pdflatex is not installed")
+        pytest.skip("pdflatex not installed (apt-get install texlive-latex-base)")
+    pdf = tmp_path / "erf.pdf"
+    assert main(["latex", "erf", "--pdf", str(pdf)]) == 0
+    assert pdf.read_bytes().startswith(b"%PDF")
+
+
+@pytest.mark.parametrize("argv", [["latex"], ["latex", "relu", "--activation", "erf"],
+                                  ["latex", "x + y"], ["latex", "--activation", "relu", "--depth", "0"]])
+def test_latex_bad_input_exits_2(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ntksym: error: ") and err.count("\n") == 1
