@@ -66,6 +66,12 @@ class Dual:
 
         return derivation_latex(self)
 
+    def lower(self, **kwargs):
+        """The jit-compatible JAX f(q1, q2, c) -> (K, K̇) of this dual (ntksym.lower.lower; imports JAX)."""
+        from .lower import lower
+
+        return lower(self, **kwargs)
+
     @property
     def k_hat(self) -> sp.Expr:
         """The normalised dual k̂(ρ) = K(1, 1, ρ)."""

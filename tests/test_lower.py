@@ -138,3 +138,13 @@ def test_finite_everywhere_hypothesis(name, q1v, q2v, rho, x64):
         grads = jax.grad(lambda *a: f(*a)[0] + f(*a)[1], argnums=(0, 1, 2))(*args)
     assert np.isfinite(float(k)) and np.isfinite(float(kdot))
     assert all(np.isfinite(float(g)) for g in grads)
+
+
+def test_dual_lower_method_is_lower(float_dtype):
+    """DESIGN.md §2 spells it dual.lower(): the same function as ntksym.lower.lower(dual), bit for bit."""
+    import numpy as np
+
+    dual = nk.derive("erf")
+    args = (np.asarray(1.0, float_dtype), np.asarray(2.0, float_dtype), np.asarray(0.7, float_dtype))
+    a, b = dual.lower()(*args), lower(dual)(*args)
+    assert np.asarray(a[0]) == np.asarray(b[0]) and np.asarray(a[1]) == np.asarray(b[1])
