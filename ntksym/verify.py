@@ -92,9 +92,8 @@ class Estimate:
         return self.c / bound if bound > 0 else 0.0
 
     def where(self) -> str:
-        if self.quantity == "V":
-            return f"q={_g(self.q1)}"
-        return f"(q1, q2, c)=({_g(self.q1)}, {_g(self.q2)}, {_g(self.c)}) [ρ={self.rho:+.3g}]"
+        return _where(self.quantity, self.q1, self.q2, self.c) + ("" if self.quantity == "V" else
+                                                                  f" [ρ={self.rho:+.3g}]")
 
 
 @dataclass(frozen=True)
@@ -467,9 +466,7 @@ class FormulaPoint:
     ok: bool
 
     def where(self) -> str:
-        if self.quantity == "V":
-            return f"q={_g(self.q1)}"
-        return f"(q1, q2, c)=({_g(self.q1)}, {_g(self.q2)}, {_g(self.c)})"
+        return _where(self.quantity, self.q1, self.q2, self.c)
 
 
 @dataclass(frozen=True)
@@ -654,6 +651,11 @@ def _wrap_callable(quantity: str, f: Callable) -> Callable:
 
 
 # ------------------------------------------------------------------------------------------ helpers
+
+
+def _where(quantity: str, q1: float, q2: float, c: float) -> str:
+    """The covariance of an estimate as the message shows it: q for V, (q1, q2, c) for K and K̇."""
+    return f"q={_g(q1)}" if quantity == "V" else f"(q1, q2, c)=({_g(q1)}, {_g(q2)}, {_g(c)})"
 
 
 def _z(z: float) -> str:
