@@ -60,6 +60,8 @@ _RELATIONS = {
     sp.GreaterThan: jnp.greater_equal,
     sp.StrictLessThan: jnp.less,
     sp.LessThan: jnp.less_equal,
+    sp.Equality: jnp.equal,
+    sp.Unequality: jnp.not_equal,
 }
 SUPPORTED = sorted({f.__name__ for f in _FUNCTIONS} | {"Add", "Mul", "Pow", "Heaviside", "Max", "Min", "Piecewise"})
 
@@ -110,7 +112,10 @@ def _walk(e: sp.Basic, env: dict, memo: dict, extra: dict):
         else:
             out = safe.safe_power(base, float(e.exp))
     elif isinstance(e, sp.Heaviside):
-        out = safe.heaviside(_walk(e.args[0], env, memo, extra))
+        at_zero = e.args[1] if len(e.args) > 1 else sp.S.Half
+        if not at_zero.is_number:
+            raise LoweringError(f"cannot lower {e}: its value at zero, {at_zero}, must be a number")
+        out = safe.heaviside(_walk(e.args[0], env, memo, extra), float(at_zero))
     elif isinstance(e, (sp.Max, sp.Min)):
         op = jnp.maximum if isinstance(e, sp.Max) else jnp.minimum
         out = ft.reduce(op, (_walk(a, env, memo, extra) for a in e.args))
@@ -141,15 +146,81 @@ def _condition(cond, env, memo, extra):
     raise LoweringError(f"cannot lower the Piecewise condition {cond}")
 
 
+def _inside_point(region: sp.Set):
+    """A point strictly inside `region` (a set of reals) where that is easy to find, else None.
+
+    Interior points keep a branch away from its own endpoint singularities (1/x on x > 0 is evaluated at 1)."""
+    if isinstance(region, sp.Union):
+        return next((p for p in map(_inside_point, region.args) if p is not None), None)
+    if isinstance(region, sp.FiniteSet):
+        return next((float(p) for p in region if p.is_real), None)
+    if isinstance(region, sp.Interval):
+        lo, hi = region.start, region.end
+        if lo.is_finite and hi.is_finite:
+            return float((lo + hi) / 2)
+        if hi.is_finite:
+            return float(hi - 1)
+        if lo.is_finite:
+            return float(lo + 1)
+        return 0.0
+    return None
+
+
+def _branch_points(e: sp.Piecewise, s: sp.Symbol) -> list:
+    """For a Piecewise in the one variable s, a point inside each branch's own region (conditions are
+    tried in order, so branch i holds where cond_i and no earlier condition does); None where unknown."""
+    points, taken = [], sp.S.EmptySet
+    for _, cond in e.args:
+        try:
+            region = cond.as_set() if cond is not sp.true else sp.S.Reals
+            own = sp.Complement(sp.Intersection(region, sp.S.Reals), taken)
+            points.append(_inside_point(own))
+            taken = sp.Union(taken, region)
+        except (NotImplementedError, TypeError, ValueError, AttributeError):
+            points.append(None)
+            taken = sp.S.Reals  # regions unknown from here on: no later branch gets a point
+    return points
+
+
 def _piecewise(e: sp.Piecewise, env, memo, extra):
+    """Piecewise as nested jnp.where, with each branch evaluated on inputs moved into its own region
+    ("double where"): an unselected branch then stays finite, so its zero cotangent cannot meet an
+    infinite local derivative (elu's e^x at x = 100 in float32 gave ∞·0 = NaN gradients)."""
+    variables = [s for s in e.free_symbols if s in env]
+    points = _branch_points(e, variables[0]) if len(variables) == 1 else [None] * len(e.args)
+    masks, taken = [], None
+    for _, cond in e.args:
+        hit = _condition(cond, env, memo, extra)
+        masks.append(hit if taken is None else jnp.logical_and(hit, jnp.logical_not(taken)))
+        taken = hit if taken is None else jnp.logical_or(taken, hit)
     out = None
-    for value, cond in reversed(e.args):
-        v = _walk(value, env, memo, extra)
-        if cond is sp.true or out is None:
-            out = v
+    for (value, cond), mask, point in reversed(list(zip(e.args, masks, points))):
+        if point is None or not value.has(variables[0]):
+            v = _walk(value, env, memo, extra)
         else:
-            out = jnp.where(_condition(cond, env, memo, extra), v, out)
+            s = variables[0]
+            moved = dict(env)
+            moved[s] = jnp.where(mask, env[s], jnp.asarray(point, env[s].dtype))
+            v = _walk(value, moved, {}, extra)
+        out = v if out is None else jnp.where(mask, v, out)
     return out
+
+
+def _heaviside_products(expr: sp.Expr) -> sp.Expr:
+    """H(g)·f → Piecewise((f, g > 0), (H(0)·f, g = 0), (0, otherwise)) for univariate g, so that
+    _piecewise's double where protects f where H is zero (e^x·H(−x) at x = 100: ∞·0 in the product)."""
+
+    def split(m: sp.Mul) -> sp.Expr:
+        steps = [f for f in m.args if isinstance(f, sp.Heaviside) and len(f.args[0].free_symbols) == 1]
+        if not steps:
+            return m
+        h = steps[0]
+        rest = m / h
+        at_zero = h.args[1] if len(h.args) > 1 else sp.S.Half
+        g = h.args[0]
+        return sp.Piecewise((rest, g > 0), (at_zero * rest, sp.Eq(g, 0)), (0, True))
+
+    return expr.replace(lambda z: z.is_Mul and z.has(sp.Heaviside), split)
 
 
 def lower_expression(expr: sp.Expr, symbols, extra_functions=None):
@@ -170,8 +241,9 @@ def lower_expression(expr: sp.Expr, symbols, extra_functions=None):
 
 
 def lower_elementwise(expr: sp.Expr, extra_functions=None):
-    """σ(x) as a jit-compatible JAX function, elementwise."""
-    return lower_expression(expr, (x,), extra_functions)
+    """σ(x) as a jit-compatible JAX function, elementwise; finite gradients wherever σ' is finite
+    (Heaviside products become Piecewise, whose branches are evaluated inside their own regions)."""
+    return lower_expression(_heaviside_products(sp.sympify(expr)), (x,), extra_functions)
 
 
 # ------------------------------------------------------------------------------------ lowered duals
