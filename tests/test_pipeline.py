@@ -42,9 +42,9 @@ def test_same_path_for_derived_numeric_and_catalog(spec):
     ref_nngp, ref_ntk = _numpy_mlp_kernels(dual, x, 3, 1.3, 0.2)
     # exact duals: float64 recurrences vs 30-digit K, K̇ — 1e-13 off the diagonal; on it (ρ = 1) one ulp
     # of ρ moves relu's K̇ = asin(ρ)/2π + 1/4 by √(2 eps)/2π ≈ 3.4e-9 per layer: 3 layers, both sides → 2e-8.
-    # tanh: the lowered 96-node Gauss–Hermite rule vs the panelled quadrature. Gauss–Hermite converges at a
-    # rate set by tanh's poles at ±iπ/2 relative to √q: measured 6e-6 on K̇ at ρ = 1, q ≈ 6 (entry [2, 2]).
-    tol = 2e-8 if dual.exact else 1e-5
+    # tanh: the lowered rule is the panelled quadrature itself (to ~1e-15), so the same bound holds (the
+    # Gauss–Hermite rule it replaced was 6e-6 off on K̇ at ρ = 1, q ≈ 6).
+    tol = 2e-8
     np.testing.assert_allclose(nngp, ref_nngp, rtol=tol, atol=tol)
     np.testing.assert_allclose(ntk, ref_ntk, rtol=tol, atol=tol)
     # the solver on the kernel it was given (its accuracy is tested above): a 5×5 solve, float64

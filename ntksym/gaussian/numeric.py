@@ -67,7 +67,7 @@ from ..errors import DivergentMomentError, InvalidCovarianceError, NotUnivariate
 from .._stable import _expit, _softplus, _stabilize  # noqa: F401 - _expit/_softplus name the table keys
 from ..symbols import x as _x
 
-__all__ = ["NumericDual", "expect_numeric", "numeric_dual", "vectorize"]
+__all__ = ["RULE", "NumericDual", "PanelRule", "expect_numeric", "feature_arrays", "numeric_dual", "vectorize"]
 
 _L = 9.0  # truncation |z| ≤ 9: the Gaussian mass beyond is 2e-19
 _GAUSS_LADDER = (-_L, -5.5, -3.0, -1.0, 1.0, 3.0, 5.5, _L)  # 8-point Gauss–Legendre: ~1e-11 on z^k·φ, k ≤ 6
@@ -81,6 +81,21 @@ _TINY = 1e-200  # floor for divisors (q = 0, ρ = 0, s = 0): quotients stay fini
 _CHUNK = 500_000  # inner nodes per block: temporaries of ~4 MB stay in cache
 _COVARIANCES_PER_BLOCK = 512  # bounds the (rows × panel ends) arrays of the inner integrals
 _COV_RTOL = 1e-12  # c² may exceed q1·q2 by this relative amount (rounding of a Gram matrix), not more
+
+
+@dataclass(frozen=True)
+class PanelRule:
+    """The rule's constants (module docstring), shared with its JAX port, ntksym.lower.panelled."""
+
+    truncation: float = _L
+    gauss_ladder: tuple[float, ...] = _GAUSS_LADDER
+    ladder: tuple[float, ...] = _LADDER
+    reach: float = _REACH
+    s_ladder: tuple[float, ...] = _S_LADDER
+    order: int = _ORDER
+
+
+RULE = PanelRule()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -276,6 +291,13 @@ def _integrand(expr: sp.Expr) -> _Integrand:
         np.array([f.kink for f in feats], dtype=bool),
         _growth(fn),
     )
+
+
+def feature_arrays(expr: sp.Expr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centres b, widths w (x-units; inf for a kink between polynomial pieces) and kink flags of expr(x)'s
+    features: the data the rule's panel ends are built from, here and in its JAX port."""
+    h = _integrand(sp.sympify(expr))
+    return h.centers, h.widths, h.kinks
 
 
 # --------------------------------------------------------------------------------------------------------------
