@@ -8,8 +8,10 @@
 - constants: pi, e and E (Euler's number; so "e" can never be the variable);
 - operators: + - * / ** and unary - +; "^" is rejected (it is XOR in Python): write x**2;
 - functions, positional arguments only: exp, log (ln), sqrt, sin, cos, tan, atan (arctan), tanh, sinh, cosh,
-  erf, erfc, Phi (standard normal CDF, (1 + erf(x/√2))/2), Heaviside (H, heaviside; H(0) = 1/2), Abs (abs),
-  sign (sgn), Max (max), Min (min), Piecewise((value, condition), ..., (value, True));
+  sech, asinh (arcsinh), erf, erfc, Phi (standard normal CDF, (1 + erf(x/√2))/2), Heaviside (H, heaviside;
+  H(0) = 1/2), Abs (abs), sign (sgn), Max (max), Min (min), Piecewise((value, condition), ..., (value, True));
+  each goes end to end (derive, verify, lower; ntksym.vocabulary). Names that cannot (asin, acosh, sec, coth,
+  erfi, log1p, ...) are refused with a ParseError that says what to write instead (_REFUSED);
 - catalog activations as functions: name(input, *parameters), e.g. relu(x), leaky_relu(x, 0.1), gelu(2*x),
   erf(x, a, b, c); the parameters are numbers, in the order of the catalog entry (polynomial takes its
   coefficients as trailing arguments). For a name that is also a function above (exp, sin, cos, erf, tanh,
@@ -32,6 +34,7 @@ from fractions import Fraction
 
 import sympy as sp
 
+from . import special
 from .errors import NotUnivariateError, NtksymError, ParseError
 from .symbols import x
 
@@ -69,6 +72,9 @@ _FUNCTIONS: dict[str, _Function] = {
     "tanh": _Function(sp.tanh),
     "sinh": _Function(sp.sinh),
     "cosh": _Function(sp.cosh),
+    "sech": _Function(sp.sech),
+    "asinh": _Function(sp.asinh),
+    "arcsinh": _Function(sp.asinh),
     "erf": _Function(sp.erf),
     "erfc": _Function(sp.erfc),
     "Phi": _Function(_phi),
@@ -86,6 +92,25 @@ _FUNCTIONS: dict[str, _Function] = {
 }
 
 _CONSTANTS: dict[str, sp.Expr] = {"pi": sp.pi, "e": sp.E, "E": sp.E}
+
+_NOT_REAL = "is complex for {where}, and σ must be real on all of ℝ; {instead}"
+_POLE = ("has poles on the real line, where E[σ(z)²] diverges; write it as {reciprocal} if a factor cancels "
+         "the pole (the validator checks), e.g. x/{base}")
+_REFUSED: dict[str, str] = {
+    **{name: _NOT_REAL.format(where="|x| > 1", instead="for a bounded activation write atan(x) or tanh(x)")
+       for name in ("asin", "arcsin", "acos", "arccos")},
+    **{name: _NOT_REAL.format(where="x < 1", instead="write asinh(x), which is real everywhere")
+       for name in ("acosh", "arccosh")},
+    **{name: _NOT_REAL.format(where="|x| > 1 (and infinite at ±1)", instead="write tanh(x) or atan(x)")
+       for name in ("atanh", "arctanh")},
+    **{name: _POLE.format(reciprocal=f"1/{base}(x)", base=f"{base}(x)")
+       for name, base in (("sec", "cos"), ("csc", "sin"), ("cot", "tan"), ("coth", "tanh"), ("csch", "sinh"))},
+    "erfi": "grows like e^{x²}, so E[erfi(z)²] diverges for variances q ≥ 1/4; write erf(x)",
+    "log1p": _NOT_REAL.format(where="x < −1", instead="write log(1 + exp(x)) (softplus) or log(1 + x**2)"),
+    "expit": "is the catalog's sigmoid: write sigmoid(x)",
+    "logistic": "is the catalog's sigmoid: write sigmoid(x)",
+}
+"""Function names refused with what to write instead: they are not real, or not square-integrable, on ℝ."""
 
 _RESERVED = {
     "I": "the imaginary unit I is not allowed: σ must be real-valued",
@@ -348,6 +373,8 @@ class _Walker:
             return self._function(node, name, fn, depth)
         if _is_catalog_name(name):
             return self._catalog_call(node, name, depth)
+        if name in _REFUSED:
+            raise self._refuse(node, f"'{name}' is not accepted as an activation: {name}(x) {_REFUSED[name]}")
         raise self._refuse(
             node, f"name '{name}' is not allowed; allowed functions: {', '.join(allowed_functions())}"
         )
@@ -546,6 +573,9 @@ _FORMULA_FUNCTIONS: dict[str, _Function] = {
     "arccos": _Function(sp.acos),
     "atan2": _Function(sp.atan2, 2, 2),
     "erfi": _Function(sp.erfi),
+    "phi": _Function(special.phi),
+    "Phi2": _Function(special.Phi2, 3, 3),
+    "hyp2f1": _Function(lambda a, b, c, z: sp.hyper([a, b], [c], z), 4, 4),
 }
 
 

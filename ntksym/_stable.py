@@ -9,12 +9,82 @@ from __future__ import annotations
 import sympy as sp
 
 
+def _power(body: str, exp) -> str:
+    return body if exp is None else rf"{body}^{{{exp}}}"
+
+
 class _softplus(sp.Function):
     """log(1 + exp(a)), evaluated as logaddexp(0, a) so that it does not overflow."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return _expit(self.args[0])
+
+    def _latex(self, printer, exp=None):
+        return _power(rf"\log\left(1 + e^{{{printer._print(self.args[0])}}}\right)", exp)
 
 
 class _expit(sp.Function):
     """1/(1 + exp(−a)), evaluated as scipy.special.expit so that it does not overflow."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        a = self.args[0]
+        return _expit(a) * _expit(-a)
+
+    def _latex(self, printer, exp=None):
+        return _power(rf"\left(1 + e^{{{printer._print(-self.args[0])}}}\right)", -1 if exp is None else f"-{exp}")
+
+
+# Forms the JAX lowering rewrites into (ntksym.lower._rewrite). They live here, on the symbolic side, so that
+# ntksym.vocabulary can give them their mpmath/NumPy evaluations and tests can evaluate rewritten trees.
+
+
+class Product(sp.Function):
+    """An opaque q1·q2, so that SymPy does not split √(q1·q2) back into √q1·√q2 (see ntksym.lower)."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        if argindex == 1:
+            return b
+        if argindex == 2:
+            return a
+        raise sp.ArgumentIndexError(self, argindex)
+
+    def _latex(self, printer, exp=None):
+        a, b = (printer.parenthesize(v, 50) for v in self.args)
+        return _power(rf"\left({a} {b}\right)", exp)
+
+
+class Dawson(sp.Function):
+    """Dawson's integral D(z) = e^{−z²}∫₀^z e^{t²}dt; erfi(z) = 2/√π·e^{z²}·D(z) is lowered through it,
+    so that e^{−a}·erfi(b) becomes 2/√π·e^{b²−a}·D(b) and does not overflow."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        z = self.args[0]
+        return 1 - 2 * z * Dawson(z)
+
+    def _latex(self, printer, exp=None):
+        return _power(rf"D\left({printer._print(self.args[0])}\right)", exp)
+
+
+class Expm1(sp.Function):
+    """e^a − 1, lowered to jnp.expm1: exact near a = 0, where e^a − 1 cancels (elu at x = −1e-6 in float32
+    lost 1e-1 of its value, so K at q = 1e-12 lost 2e-3)."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return sp.exp(self.args[0])
+
+    def _latex(self, printer, exp=None):
+        return _power(rf"\left(e^{{{printer._print(self.args[0])}}} - 1\right)", exp)
 
 
 

@@ -20,7 +20,6 @@ structural check.
 
 from __future__ import annotations
 
-import cmath
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -29,6 +28,7 @@ import sympy as sp
 
 from .errors import DivergentMomentError, NotRealError
 from .symbols import x
+from .vocabulary import python_functions
 
 _PROBES = (0.0, 0.3, -0.3, 1.0, -1.0, 1.7, -1.7, 3.1, -3.1, 5.0, -5.0, 10.0, -10.0, 23.0, -23.0)
 _IMAG_TOL = 1e-9  # relative size of an imaginary part that counts as "complex", far above float rounding
@@ -51,6 +51,22 @@ def validate(expr: sp.Expr) -> None:
     _check_poles(expr, values)
 
 
+def moment_divergence(expr: sp.Expr, name: str = "σ'") -> str | None:
+    """Why E[f(z)²] diverges for f = expr (in symbols.x), or None where validate's checks find it finite.
+
+    For σ', whose second moment is not validated with σ: a valid σ = |x|^α (0 < α ≤ 1/2) has
+    σ' ~ |x|^(α−1), a pole of order ≥ 1/2, so E[σ'(z)²] = K̇(q, q, q) = ∞ although E[σ(z)²] < ∞. Without this
+    check a numeric dual meets that infinity at ρ = ±1 and reports it as σ overflowing float64."""
+    try:
+        _check_growth(expr, name)
+        if expr.free_symbols - {x} or not expr.has(x):
+            return None
+        _check_poles(expr, _probe(expr), name)
+    except DivergentMomentError as err:
+        return str(err)
+    return None
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # 1. growth at ±∞
 
@@ -69,15 +85,15 @@ class _Growth:
         return self.level >= 2 or (self.level == 1 and bool(self.degree >= 2))
 
 
-def _check_growth(expr: sp.Expr) -> None:
+def _check_growth(expr: sp.Expr, name: str = "σ") -> None:
     found = {s: g for s in (1, -1) if (g := _growth(expr, s)) is not None and g.diverges()}
     if not found:
         return
     witness = next(iter(found.values())).witness
     where = "±∞" if len(found) == 2 else ("+∞" if 1 in found else "-∞")
     raise DivergentMomentError(
-        f"E[σ(z)²] diverges: σ = {_short(expr)} grows like {_short(witness)} as x → {where}. The Gaussian "
-        "second moment is finite for every variance only if log|σ(x)| = o(x²); damp σ (e.g. multiply by "
+        f"E[{name}(z)²] diverges: {name} = {_short(expr)} grows like {_short(witness)} as x → {where}. "
+        "The Gaussian second moment is finite for every variance only if log|σ(x)| = o(x²); damp σ (e.g. multiply by "
         "exp(-x**2)) or bound it (e.g. tanh(...))."
     )
 
@@ -318,7 +334,7 @@ def _is_finite_real(v: complex) -> bool:
 # 3. poles
 
 
-def _check_poles(expr: sp.Expr, values: dict[float, complex]) -> None:
+def _check_poles(expr: sp.Expr, values: dict[float, complex], name: str = "σ") -> None:
     candidates = [p for p, v in values.items() if not _is_finite_real(v)]
     candidates += _singular_candidates(expr)
     candidates.sort(key=lambda r: (round(abs(r), 9), -r))  # report the pole nearest 0 first (x > 0 on ties)
@@ -329,10 +345,10 @@ def _check_poles(expr: sp.Expr, values: dict[float, complex]) -> None:
         seen.append(r)
         if len(seen) > _MAX_CANDIDATES:
             break
-        _check_point(expr, r)
+        _check_point(expr, r, name)
 
 
-def _check_point(expr: sp.Expr, r: float) -> None:
+def _check_point(expr: sp.Expr, r: float, name: str = "σ") -> None:
     """Measure the local order p of |σ(x)| ~ |x - r|^-p from both sides; p ≥ 1/2 diverges."""
     scale = max(1.0, abs(r))
     h1, h2 = 1e-3 * scale, 1e-6 * scale
@@ -347,17 +363,17 @@ def _check_point(expr: sp.Expr, r: float) -> None:
             continue
         if math.isinf(abs(a)) or math.isinf(abs(b)):
             raise DivergentMomentError(
-                f"E[σ(z)²] diverges: σ = {_short(expr)} is infinite near x = {_fmt(r)}. σ must be finite almost "
-                "everywhere with no pole of order ≥ 1/2; remove the singularity (e.g. 1/(1 + x**2) instead of "
-                "1/x**2)."
+                f"E[{name}(z)²] diverges: {name} = {_short(expr)} is infinite near x = {_fmt(r)}. "
+                "σ must be finite almost everywhere with no pole of order ≥ 1/2; remove the singularity "
+                "(e.g. 1/(1 + x**2) instead of 1/x**2)."
             )
         if abs(a) == 0 or abs(b) == 0:
             continue
         p = math.log(abs(b) / abs(a)) / math.log(h1 / h2)
         if p >= _POLE_ORDER:
             raise DivergentMomentError(
-                f"E[σ(z)²] diverges: σ = {_short(expr)} has a pole at x = {_fmt(r)} "
-                f"(|σ| grows like {_distance(r)}^-{p:.3g}; "
+                f"E[{name}(z)²] diverges: {name} = {_short(expr)} has a pole at x = {_fmt(r)} "
+                f"(|{name}| grows like {_distance(r)}^-{p:.3g}; "
                 "a pole of order ≥ 1/2 makes the Gaussian second moment infinite). Remove the pole, e.g. "
                 "x/(1 + x**2) instead of 1/x."
             )
@@ -585,21 +601,6 @@ def _unary(real_fn: Callable[[float], float], complex_fn: Callable[[complex], co
     return handler
 
 
-def _eval_log(e: sp.log, t: float) -> complex:
-    v = _evaluate(e.args[0], t)
-    if _real(v) and v.real == 0:
-        return complex(-math.inf)
-    if _real(v) and v.real > 0:
-        return complex(math.log(v.real))
-    return _guard(lambda: cmath.log(v))
-
-
-def _safe_exp(v: float) -> float:
-    if v == -math.inf:
-        return 0.0
-    return math.exp(v)
-
-
 def _eval_abs(e: sp.Abs, t: float) -> complex:
     return complex(abs(_evaluate(e.args[0], t)))
 
@@ -667,33 +668,23 @@ _COMPARE: dict[type, Callable[[float, float], bool]] = {
 }
 
 
-_EVAL: dict[type, Callable[[sp.Basic, float], complex]] = {
+_STRUCTURAL: dict[type, Callable[[sp.Basic, float], complex]] = {
     sp.Add: _eval_add,
     sp.Mul: _eval_mul,
     sp.Pow: _eval_pow,
-    sp.exp: _unary(_safe_exp, cmath.exp),
-    sp.log: _eval_log,
-    sp.sin: _unary(math.sin, cmath.sin),
-    sp.cos: _unary(math.cos, cmath.cos),
-    sp.tan: _unary(math.tan, cmath.tan),
-    sp.cot: _unary(lambda v: math.cos(v) / math.sin(v) if math.sin(v) != 0 else math.inf),
-    sp.sec: _unary(lambda v: 1 / math.cos(v)),
-    sp.csc: _unary(lambda v: 1 / math.sin(v) if math.sin(v) != 0 else math.inf),
-    sp.tanh: _unary(math.tanh, cmath.tanh),
-    sp.sinh: _unary(math.sinh, cmath.sinh),
-    sp.cosh: _unary(math.cosh, cmath.cosh),
-    sp.coth: _unary(lambda v: 1 / math.tanh(v) if v != 0 else math.inf),
-    sp.csch: _unary(lambda v: 1 / math.sinh(v) if v != 0 else math.inf),
-    sp.sech: _unary(lambda v: 1 / math.cosh(v) if abs(v) < 710 else 0.0),
-    sp.atan: _unary(math.atan, cmath.atan),
-    sp.erf: _unary(math.erf),
-    sp.erfc: _unary(math.erfc),
     sp.Abs: _eval_abs,
     sp.sign: _eval_sign,
     sp.Heaviside: _eval_heaviside,
     sp.Max: _eval_max_min,
     sp.Min: _eval_max_min,
     sp.Piecewise: _eval_piecewise,
+}
+
+# The one-argument functions evaluate as the vocabulary says (ntksym.vocabulary: (real, complex) on Python
+# numbers); the rest through the handlers above, or SymPy's evalf (_evaluate_unknown).
+_EVAL: dict[type, Callable[[sp.Basic, float], complex]] = {
+    **{cls: _unary(*fns) for cls, fns in python_functions().items() if cls not in _STRUCTURAL},
+    **_STRUCTURAL,
 }
 
 

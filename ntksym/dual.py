@@ -14,6 +14,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
+from . import vocabulary
 from .activation import Activation, activation
 from .errors import DerivationTimeout, InvalidCovarianceError
 from .gaussian import UnsupportedTerm, _budget, closed_form_dual
@@ -171,8 +172,9 @@ def _evaluate_exact(expr: sp.Expr, symbols, values, digits: int) -> np.ndarray:
 
 @ft.lru_cache(maxsize=512)
 def _mpmath_function(expr: sp.Expr, symbols: tuple):
-    # lambdify is safe here: expr is a SymPy tree that ntksym built, never text from a user.
-    return sp.lambdify(symbols, expr, modules="mpmath")
+    # lambdify is safe here: expr is a SymPy tree that ntksym built, never text from a user. The vocabulary's
+    # namespace gives every function its mpmath evaluation (Φ, φ, Φ₂ and the rewrite helpers included).
+    return sp.lambdify(symbols, expr, modules=[vocabulary.namespace("mpmath"), "mpmath"])
 
 
 def _limit_value(f, point, digits: int):
@@ -224,9 +226,10 @@ def _derive(act: Activation, timeout: float | None, numeric: bool) -> Dual:
 def _numeric_dual(act: Activation, reason: str) -> Dual:
     from .gaussian.numeric import numeric_dual
 
-    dsigma = sp.diff(act.expr, x)
-    jumps = dsigma.has(sp.DiracDelta)
-    rule = numeric_dual(act.expr, None if jumps else dsigma)
+    where = _jumps(act.expr)
+    jumps = bool(where)
+    dsigma = None if jumps else sp.diff(act.expr, x).replace(sp.DiracDelta, lambda *a: sp.S.Zero)
+    rule = numeric_dual(act.expr, dsigma)
     label = sp.Symbol(r"\sigma") if act.name is None else sp.Symbol(act.name)
     k = sp.Function("K")(label, q1, q2, c)
     kdot = None if jumps else sp.Function("Kdot")(label, q1, q2, c)
@@ -236,6 +239,37 @@ def _numeric_dual(act: Activation, reason: str) -> Dual:
         Step("numeric", "Gaussian quadrature of E[σ(u)σ(v)], E[σ'(u)σ'(v)], E[σ(z)²]; "
              f"relative error bound {rule.error_bound:.1e}"),
     )
-    why = "σ jumps (σ' contains a Dirac δ), so E[σ'(u)σ'(v)] is not a function" if jumps else None
+    why = (f"σ jumps at {where} (σ' contains a Dirac δ), so E[σ'(u)σ'(v)] is not a function" if jumps else None)
     return Dual(activation=act, K=k, Kdot=kdot, V=v, exact=False, method="numeric (Gaussian quadrature)",
                 steps=steps, error_bound=float(rule.error_bound), Kdot_reason=why, numeric=rule)
+
+
+def _jumps(expr: sp.Expr) -> str:
+    """Where σ jumps ("x = 1, x = 2"), or "" if it is continuous: a Dirac δ in σ' counts only where the one-sided
+    limits of σ differ (erf(x)·H(x) is continuous, though SymPy's σ' keeps an erf(x)·δ(x)). The candidates
+    are the roots of every step's argument after rewriting into Heaviside form; the limits are compared at
+    a ± 10⁻³⁰ in 60-digit arithmetic."""
+    from .gaussian.terms import UnsupportedTerm, rewrite
+
+    try:
+        steps = rewrite(expr).atoms(sp.Heaviside)
+    except UnsupportedTerm:
+        return "an undetermined point (σ's pieces could not be located)"
+    points: set = set()
+    for h in steps:
+        g = h.args[0]
+        if not g.is_polynomial(x):
+            return f"a root of {g} (not located)"
+        points.update(r for r in sp.Poly(g, x).real_roots())
+    found = []
+    for a in sorted(points, key=float):
+        eps = sp.Float("1e-30", 60)
+        left, right = (sp.N(expr.subs(x, a + s * eps), 60) for s in (-1, 1))
+        try:
+            gap = abs(complex(left) - complex(right))
+            size = 1 + abs(complex(left))
+        except TypeError:
+            gap, size = 1.0, 1.0
+        if gap > 1e-20 * size:
+            found.append(f"x = {a}")
+    return ", ".join(found)

@@ -387,7 +387,7 @@ def _(layer: Flatten, params, x):
 
 @_apply_layer.register
 def _(layer: Activation, params, x):
-    return _elementwise(layer.dual.activation.expr)(x)
+    return _elementwise(layer.dual.activation.expr, layer.extra_functions)(x)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -396,10 +396,10 @@ def _(layer: Activation, params, x):
 
 
 @ft.lru_cache(maxsize=256)
-def _elementwise(expr):
+def _elementwise(expr, extra_functions: tuple = ()):
     """σ as a JAX function of an array, lowered once per expression by ntksym.lower (the only bridge from
-    SymPy to JAX; this module never walks SymPy trees itself)."""
-    return lower_elementwise(expr)
+    SymPy to JAX; this module never walks SymPy trees itself), with the Activation layer's extra_functions."""
+    return lower_elementwise(expr, dict(extra_functions))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -104,16 +104,18 @@ class Kernel:
 # --------------------------------------------------------------------------------------------------
 
 
-def _lower_dual(dual):
-    """The lowered dual f: f(q1, q2, c) -> (K, Kdot); f.V(q). Imported lazily (ntksym.lower is the bridge)."""
+def _lower_dual(dual, extra_functions: tuple = ()):
+    """The lowered dual f: f(q1, q2, c) -> (K, Kdot); f.V(q). Imported lazily (ntksym.lower is the bridge).
+
+    extra_functions: the Activation layer's (class, JAX function) pairs."""
     from .lower import lower
 
-    return lower(dual)
+    return lower(dual, extra_functions=dict(extra_functions))
 
 
 @ft.lru_cache(maxsize=256)
-def _lowered(dual):
-    return _lower_dual(dual)
+def _lowered(dual, extra_functions: tuple = ()):
+    return _lower_dual(dual, extra_functions)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -415,7 +417,7 @@ def _activation(layer: Activation, k: Kernel) -> Kernel:
             f"the NTK does not exist for σ = {dual.activation}: K̇ is undefined ({dual.Kdot_reason}). "
             f"Ask for the NNGP only: kernel(net, x1, x2, get='nngp')"
         )
-    f = _lowered(dual)
+    f = _lowered(dual, layer.extra_functions)
     if k.spatial:
         var1 = _spatial_diagonal(k.cov1, 1)
         var2 = var1 if k.x1_is_x2 else _spatial_diagonal(k.cov2, 1)

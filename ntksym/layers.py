@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from .activation import Activation as _Sigma
 from .dual import Dual, derive
 from .errors import NtksymError
+from .vocabulary import freeze_extra_functions
 
 
 class LayerError(NtksymError):
@@ -43,13 +44,18 @@ class Dense:
 class Activation:
     """Elementwise activation σ: Σ ↦ K_σ(Σ), Θ ↦ K̇_σ(Σ)·Θ (DESIGN.md §1).
 
-    `dual`: a Dual, or anything nk.derive accepts ("relu", "x*erf(x)", a SymPy expression), derived here."""
+    `dual`: a Dual, or anything nk.derive accepts ("relu", "x*erf(x)", a SymPy expression), derived here.
+    `extra_functions`: {SymPy function class (or its name): JAX function} for functions in σ, K or K̇ that
+    ntksym's vocabulary lacks; net.kernel, net.init/net.apply and the empirical NTK lower with them. Stored as a
+    tuple of pairs (layers are hashable); `dict(layer.extra_functions)` reads it back."""
 
     dual: Dual
+    extra_functions: tuple = ()
 
     def __post_init__(self):
         if not isinstance(self.dual, Dual):
             object.__setattr__(self, "dual", derive(self.dual))
+        object.__setattr__(self, "extra_functions", freeze_extra_functions(self.extra_functions or None))
 
     @property
     def sigma(self) -> _Sigma:
@@ -166,12 +172,13 @@ def _check_padding(p: str) -> None:
 
 
 def mlp(act, depth: int, w_std: float = 1.0, b_std: float = 0.0, *, out_dim: int = 1,
-        parameterization: str = "ntk") -> Serial:
+        parameterization: str = "ntk", extra_functions=None) -> Serial:
     """[Dense, σ] × depth, then a Dense readout: survey eq. (58)–(61) (depth = number of hidden layers).
 
-    act: a Dual or anything nk.derive accepts; it is derived once and shared by every layer."""
+    act: a Dual or anything nk.derive accepts; it is derived once and shared by every layer.
+    extra_functions: JAX implementations of SymPy classes the vocabulary lacks (see Activation)."""
     if depth < 0:
         raise LayerError(f"mlp depth must be ≥ 0, got {depth}")
-    sigma = Activation(act)
+    sigma = Activation(act, extra_functions)
     hidden = [(Dense(1, w_std, b_std, parameterization), sigma) for _ in range(depth)]
     return serial(*(layer for block in hidden for layer in block), Dense(out_dim, w_std, b_std, parameterization))

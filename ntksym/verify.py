@@ -36,6 +36,7 @@ from .symbols import q as q_sym
 from .symbols import q1 as q1_sym
 from .symbols import q2 as q2_sym
 from .symbols import x
+from .vocabulary import freeze_extra_functions
 
 __all__ = ["DESIGN", "Estimate", "FormulaPoint", "FormulaReport", "VerificationError", "VerificationReport",
            "verify", "verify_formula"]
@@ -185,7 +186,8 @@ class VerificationReport:
 
 
 def verify(dual, *, n_samples: int = DEFAULT_SAMPLES, seed: int = 0, alpha: float = DEFAULT_ALPHA,
-           covariances=None, progress: bool | None = None, chunk_size: int = _CHUNK) -> VerificationReport:
+           covariances=None, progress: bool | None = None, chunk_size: int = _CHUNK,
+           extra_functions=None) -> VerificationReport:
     """Monte Carlo check of a dual's K, K̇ and V at the designed covariances (or `covariances`).
 
     **Arguments:**
@@ -195,14 +197,17 @@ def verify(dual, *, n_samples: int = DEFAULT_SAMPLES, seed: int = 0, alpha: floa
     - `alpha`: family-wise false-alarm rate: a correct dual fails with probability at most alpha.
     - `covariances`: (q1, q2, c) triples instead of DESIGN.
     - `progress`: a progress bar on stderr (default: on for ≥ 10⁷ samples when stderr is a terminal).
+    - `extra_functions`: {SymPy class (or its name): JAX function} for functions in σ that ntksym's vocabulary
+      lacks; the Monte Carlo samples σ and σ' in JAX with them.
 
     **Returns:** a VerificationReport (`.passed`, `.failures`, `str()` a table, `.to_json()`, `.plot()`).
     """
     dual = dual if isinstance(dual, Dual) else derive(dual)
     n_samples, alpha = _check_run(n_samples, alpha, seed, chunk_size)
+    extra = freeze_extra_functions(extra_functions)
     design = _design(covariances)
     start = time.perf_counter()
-    mc = _monte_carlo(dual.activation, dual.Kdot is not None, design, n_samples, seed, chunk_size, progress)
+    mc = _monte_carlo(dual.activation, dual.Kdot is not None, design, n_samples, seed, chunk_size, progress, extra)
     values = _dual_values(dual, design)
     bound = dual.error_bound or 0.0
     estimates = _raw_estimates(values, mc, design, bound)
@@ -254,7 +259,7 @@ class _MonteCarlo:
 
 
 def _monte_carlo(act: Activation, with_derivative: bool, design: np.ndarray, n: int, seed: int,
-                 chunk: int, progress: bool | None) -> _MonteCarlo:
+                 chunk: int, progress: bool | None, extra: tuple = ()) -> _MonteCarlo:
     import jax
 
     variances = np.unique(np.concatenate([design[:, 0], design[:, 1]]))
@@ -265,7 +270,7 @@ def _monte_carlo(act: Activation, with_derivative: bool, design: np.ndarray, n: 
                        design[:, 2] / np.sqrt(np.maximum(design[:, 0] * design[:, 1], 1e-300)), 0.0)
         rho = np.clip(rho, -1.0, 1.0)
         i1 = tuple(int(i) for i in np.searchsorted(variances, design[:, 0]))
-        step = _chunk_function(act.expr, with_derivative, chunk, i1)
+        step = _chunk_function(act.expr, with_derivative, chunk, i1, extra)
         args = (np.sqrt(design[:, 1]), rho, np.sqrt(1 - rho * rho), np.sqrt(variances))
         rows = (2 if with_derivative else 1) * (m + k)
         pilot = np.asarray(step(jax.random.fold_in(key, 2**31 - 1), *args, np.zeros(rows)))
@@ -275,7 +280,7 @@ def _monte_carlo(act: Activation, with_derivative: bool, design: np.ndarray, n: 
         bar = _Progress(n, act.label) if _show_progress(progress, n) else None
         for i in range(n_chunks):
             size = min(chunk, n - i * chunk)
-            run = step if size == chunk else _chunk_function(act.expr, with_derivative, size, i1)
+            run = step if size == chunk else _chunk_function(act.expr, with_derivative, size, i1, extra)
             part = np.asarray(run(jax.random.fold_in(key, i), *args, shift))
             sums[:2] += part[:2]
             sums[2] = np.maximum(sums[2], part[2])
@@ -302,13 +307,14 @@ def _row_slices(m: int, k: int, with_derivative: bool) -> list[slice]:
 _CHUNK_FUNCTIONS: dict = {}
 
 
-def _chunk_function(expr: sp.Expr, with_derivative: bool, chunk: int, i1: tuple[int, ...]) -> Callable:
+def _chunk_function(expr: sp.Expr, with_derivative: bool, chunk: int, i1: tuple[int, ...],
+                    extra: tuple = ()) -> Callable:
     """jit-compiled: one chunk of samples → per row Σ(x − shift), Σ(x − shift)², max (x − shift)².
 
     σ at √q·z1 for each distinct variance q serves both as σ(u) (u = √q1·z1, row i1 of the variances) and
     for V; only σ(v) is evaluated per covariance. The indices i1 are static: a dynamic gather, or one
     concatenation of all rows before the reductions, is ~10× slower on XLA:CPU."""
-    cache_key = (expr, with_derivative, chunk, i1)
+    cache_key = (expr, with_derivative, chunk, i1, extra)
     if cache_key in _CHUNK_FUNCTIONS:
         return _CHUNK_FUNCTIONS[cache_key]
     import jax
@@ -316,10 +322,10 @@ def _chunk_function(expr: sp.Expr, with_derivative: bool, chunk: int, i1: tuple[
 
     from .lower import lower_elementwise
 
-    sigma = lower_elementwise(expr)
+    sigma = lower_elementwise(expr, dict(extra))
     # where K̇ exists, σ' has no δ mass (a Dirac δ in σ' meets a factor vanishing there, as in
     # x²·δ(x) of d/dx x²H(x)), so δ terms are zero almost everywhere and are dropped
-    dsigma = lower_elementwise(sp.diff(expr, x).replace(sp.DiracDelta, lambda *a: sp.S.Zero)) \
+    dsigma = lower_elementwise(sp.diff(expr, x).replace(sp.DiracDelta, lambda *a: sp.S.Zero), dict(extra)) \
         if with_derivative else None
 
     @jax.jit
@@ -531,13 +537,14 @@ in 30-digit arithmetic, so any real error in a formula is far above this."""
 
 
 def verify_formula(act, *, K=None, Kdot=None, V=None, n_samples: int = 2**20, seed: int = 0,
-                   alpha: float = DEFAULT_ALPHA, covariances=None) -> FormulaReport:
+                   alpha: float = DEFAULT_ALPHA, covariances=None, extra_functions=None) -> FormulaReport:
     """Check formulas a user wrote for σ's K, K̇ and/or V against the derived dual and Monte Carlo.
 
     Each formula is a SymPy expression or a string in q1, q2, c (K, Kdot) or q (V), parsed safely, or a
     Python callable of float arrays. It is compared with the engine at DESIGN and on a grid (q1, q2 ∈
     {1/4, 1, 4}, ρ ∈ {−1, −3/4, …, 1}), and with Monte Carlo at DESIGN. The report's `str()` names the
-    covariances where a formula is wrong and by how much; `.passed` is the verdict.
+    covariances where a formula is wrong and by how much; `.passed` is the verdict. `extra_functions` as in
+    verify().
     """
     act = activation(act)
     given = {k: v for k, v in (("K", K), ("Kdot", Kdot), ("V", V)) if v is not None}
@@ -553,7 +560,8 @@ def verify_formula(act, *, K=None, Kdot=None, V=None, n_samples: int = 2**20, se
     points = np.concatenate([design, np.array(extra).reshape(-1, 3)])
     functions = {k: _formula_function(k, v) for k, v in given.items()}
 
-    mc = _monte_carlo(act, dual.Kdot is not None, design, n_samples, seed, _CHUNK, None)
+    mc = _monte_carlo(act, dual.Kdot is not None, design, n_samples, seed, _CHUNK, None,
+                      freeze_extra_functions(extra_functions))
     derived_design = _dual_values(dual, design)
     consistency_raw = _raw_estimates(derived_design, mc, design, dual.error_bound or 0.0)
     # the user's formulas are judged at the designed covariances of the quantities given: m counts those

@@ -22,6 +22,7 @@ SYMBOLIC_MODULES = [
     "ntksym.trace",
     "ntksym.dual",
     "ntksym.cli",
+    "ntksym.vocabulary",
 ]
 
 

@@ -19,8 +19,10 @@ from ..errors import DerivationTimeout
 from ..symbols import c, q, q1, q2, rho
 from ..trace import Step
 from . import _budget
-from .bivariate import Covariance, _real_part, expect_pair_sums
-from .terms import Term, UnsupportedTerm, as_expr, derivative_of_sum, has_delta, rewrite, to_terms
+from ..special import Phi, Phi2, phi
+from .bivariate import Covariance, _real_part, expect_pair_sums, pair
+from .terms import Term, UnsupportedTerm, as_expr, derivative_of_sum, has_delta, jump_points, rewrite, to_terms
+from .truncated import truncated_pair
 
 __all__ = ["ClosedForm", "UnsupportedTerm", "closed_form_dual"]
 
@@ -83,7 +85,7 @@ def _tidy(e: sp.Expr) -> sp.Expr:
     e = sp.powsimp(sp.expand(e, power_base=False, multinomial=False), combine="exp")
     e = e.replace(lambda z: isinstance(z, sp.exp), lambda z: sp.exp(sp.cancel(z.args[0])))
     e = sp.expand(_factor_radicals(_factor_radicals(e)), power_base=False, multinomial=False)
-    atoms = list(e.atoms(sp.asin, sp.erfi, sp.erf, sp.exp, sp.cos, sp.sin))
+    atoms = list(e.atoms(sp.asin, sp.erfi, sp.erf, sp.exp, sp.cos, sp.sin, Phi, Phi2, phi, sp.Heaviside))
     atoms += [p for p in e.atoms(sp.Pow) if p.has(c) and not p.exp.is_Integer]
     if not atoms:
         return sp.factor(e)
@@ -119,6 +121,20 @@ def _variance_map(k: sp.Expr) -> sp.Expr:
     return v
 
 
+def _variance_of_terms(terms: tuple[Term, ...]) -> sp.Expr:
+    """V(q) = E[σ(z)²] pair by pair: truncated pairs directly at the degenerate covariance [[q, q], [q, q]]
+    (their K has Φ(·/√(q1q2 − c²)) terms, 0/0 at the diagonal), the others as K(q, q, q)."""
+    general = Covariance(q1, q2, c)
+    direct, rest = sp.S.Zero, sp.S.Zero
+    for f in terms:
+        for g in terms:
+            if f.is_truncated or g.is_truncated:
+                direct += truncated_pair(f, g, q, q, q)
+            else:
+                rest += pair(f, g, general)[0]
+    return direct + (_variance_map(rest) if rest != 0 else sp.S.Zero)
+
+
 def _dual_of_terms(terms: tuple[Term, ...], what: str, steps: list[Step]) -> tuple[sp.Expr, str]:
     if _is_homogeneous(terms):
         k, rules = _kernel_homogeneous(terms)
@@ -146,13 +162,14 @@ def closed_form_dual(expr: sp.Expr) -> ClosedForm:
     k, method = _dual_of_terms(terms, "K", steps)
     dterms = derivative_of_sum(terms)
     if has_delta(dterms):
-        kdot, reason = None, "σ jumps at x = 0 (σ' contains a Dirac δ), so E[σ'(u)σ'(v)] is not a function"
+        where = ", ".join(f"x = {a}" for a in jump_points(dterms))
+        kdot, reason = None, f"σ jumps at {where} (σ' contains a Dirac δ), so E[σ'(u)σ'(v)] is not a function"
         steps.append(Step("derivative", reason))
     else:
         steps.append(Step("derivative", "σ' (distributional)", as_expr(dterms)))
         kdot, _ = _dual_of_terms(dterms, "K̇ = E[σ'(u)σ'(v)]", steps)
         reason = None
-    v = _simplify(_variance_map(k))
+    v = _simplify(_variance_of_terms(terms) if any(t.is_truncated for t in terms) else _variance_map(k))
     steps.append(Step("variance", "V(q) = K(q, q, q)", v))
     return ClosedForm(K=k, Kdot=kdot, Kdot_reason=reason, V=v, method=method, steps=tuple(steps))
 

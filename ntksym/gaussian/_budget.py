@@ -11,6 +11,7 @@ import contextlib
 import signal
 import threading
 import time
+from dataclasses import dataclass
 
 from ..errors import DerivationTimeout
 
@@ -52,15 +53,42 @@ def _arm() -> None:
         signal.setitimer(signal.ITIMER_REAL, max(min(_deadlines) - time.monotonic(), 1e-3), 0.05)
     else:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+
+@dataclass(frozen=True)
+class _CallerTimer:
+    """The caller's SIGALRM handler and pending interval timer, saved by the outermost budget."""
+
+    handler: object
+    remaining: float
+    interval: float
+    saved_at: float
+
+    @classmethod
+    def save(cls) -> _CallerTimer:
+        remaining, interval = signal.getitimer(signal.ITIMER_REAL)
+        return cls(signal.getsignal(signal.SIGALRM), remaining, interval, time.monotonic())
+
+    def restore(self) -> None:
+        """Put the handler back and re-arm the caller's timer for the time it had left (at least 1 ms: a
+        timer that fell due during the derivation fires right after it, rather than being lost)."""
+        signal.signal(signal.SIGALRM, self.handler if self.handler is not None else signal.SIG_DFL)
+        if self.remaining > 0:
+            left = self.remaining - (time.monotonic() - self.saved_at)
+            signal.setitimer(signal.ITIMER_REAL, max(left, 1e-3), self.interval)
 
 
 @contextlib.contextmanager
 def budget(seconds: float | None):
-    """Run the body under a time budget of `seconds` (None: no new limit)."""
+    """Run the body under a time budget of `seconds` (None: no new limit).
+
+    In the main thread the outermost budget saves the caller's SIGALRM handler and pending timer and
+    restores both on exit (a host application's own alarm survives a derivation)."""
     if seconds is None:
         yield
         return
+    main = threading.current_thread() is threading.main_thread()
+    caller = _CallerTimer.save() if main and not _deadlines else None
     _deadlines.append(time.monotonic() + seconds)
     _arm()
     try:
@@ -70,4 +98,7 @@ def budget(seconds: float | None):
     finally:
         _disarm()
         _deadlines.pop()
-        _arm()
+        if caller is not None:
+            caller.restore()
+        else:
+            _arm()

@@ -6,6 +6,8 @@ Rules, tried in order (each a pure function of the pair and the covariance):
   orthant       δ(u)δ(v): the bivariate density at 0, 1/(2π√(q1q2 − c²));
   conditioning  δ(u)·g(v): φ_{q1}(0)·E[g(v) | u = 0], and v | u=0 ~ N(0, (q1q2 − c²)/q1);
   gaussian      polynomial × exp(quadratic) on both sides: complete the square in 2-D, then Isserlis;
+  truncated     a step away from 0, an exponential under a step, an erf with an offset (truncated.py):
+                tilting, Stein's lemma and conditioning down to Φ₂, φ·Φ and φ·φ;
   price         otherwise Price's theorem, ∂E[f(u)g(v)]/∂c = E[f'(u)g'(v)]: recurse on the derivatives
                 and integrate back in c from c = 0, where E[f(u)g(v)] = E[f(u)]·E[g(v)].
 """
@@ -93,6 +95,8 @@ def pair(f: Term, g: Term, cov: Covariance, depth: int = 0) -> tuple[sp.Expr, st
     if f.parity * g.parity == -1:
         return sp.S.Zero, "parity"
     det = cov.q1 * cov.q2 - cov.c**2
+    if (f.delta and f.step_at != 0) or (g.delta and g.step_at != 0):
+        raise UnsupportedTerm("a Dirac δ away from 0 (σ jumps there)")
     if f.delta and g.delta:
         return f.coef * g.coef / (2 * sp.pi * sp.sqrt(det)), "orthant"
     if f.delta:
@@ -101,6 +105,10 @@ def pair(f: Term, g: Term, cov: Covariance, depth: int = 0) -> tuple[sp.Expr, st
         return g.coef / sp.sqrt(2 * sp.pi * cov.q2) * expect(f, det / cov.q2), "conditioning"
     if f.is_gaussian and g.is_gaussian:
         return _gaussian_pair(f, g, cov), "gaussian"
+    if f.is_truncated or g.is_truncated:
+        from .truncated import truncated_pair
+
+        return truncated_pair(f, g, cov.q1, cov.q2, cov.c), "truncated Gaussian (tilting, Stein, Φ₂)"
     return _price(f, g, cov, depth), "price"
 
 
@@ -126,7 +134,7 @@ def _conjugate(t: Term) -> Term:
     """The complex conjugate term (all symbols are real): pairs of conjugate terms come from sin/cos."""
     conj = (lambda e: e.subs(sp.I, -sp.I))
     return Term(coef=conj(t.coef), n=t.n, alpha=t.alpha, beta=conj(t.beta), heaviside=t.heaviside,
-                erf_b=t.erf_b, erf_d=conj(t.erf_d), delta=t.delta)
+                erf_b=t.erf_b, erf_d=conj(t.erf_d), delta=t.delta, step_at=t.step_at)
 
 
 def _real_part(e: sp.Expr) -> sp.Expr:

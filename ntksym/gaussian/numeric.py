@@ -64,7 +64,8 @@ import scipy.special
 import sympy as sp
 
 from ..errors import DivergentMomentError, InvalidCovarianceError, NotUnivariateError, NtksymError
-from .._stable import _expit, _softplus, _stabilize  # noqa: F401 - _expit/_softplus name the table keys
+from .. import vocabulary
+from .._stable import _stabilize
 from ..symbols import x as _x
 
 __all__ = ["RULE", "NumericDual", "PanelRule", "expect_numeric", "feature_arrays", "numeric_dual", "vectorize"]
@@ -102,10 +103,7 @@ RULE = PanelRule()
 # SymPy expression -> vectorised NumPy function
 
 
-_NUMPY_TABLE = {
-    "_softplus": lambda a: np.logaddexp(0.0, a),
-    "_expit": scipy.special.expit,
-}
+_NUMPY_TABLE = vocabulary.namespace("numpy")  # every function's NumPy/SciPy evaluation (ntksym.vocabulary)
 
 
 @dataclass(frozen=True)

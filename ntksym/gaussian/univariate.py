@@ -69,7 +69,11 @@ def _erf_moment(n: int, b, d, m, v) -> sp.Expr:
 def expect(t: Term, v: sp.Expr, m: sp.Expr = sp.S.Zero) -> sp.Expr:
     """E[t(w)] for w ~ N(m, v), v > 0, in closed form (UnsupportedTerm if outside the rules)."""
     if t.delta:
-        return t.coef * sp.exp(-(m**2) / (2 * v)) / sp.sqrt(2 * sp.pi * v)
+        return t.coef * sp.exp(-((t.step_at - m) ** 2) / (2 * v)) / sp.sqrt(2 * sp.pi * v)
+    if t.is_truncated:
+        from .truncated import truncated_expect
+
+        return truncated_expect(t, v, m)
     z, mp, vp = complete_square(t.alpha, t.beta, m, v)
     if t.heaviside and t.erf_b is not None:
         raise UnsupportedTerm("a Heaviside step times an erf in one term")

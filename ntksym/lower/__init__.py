@@ -17,50 +17,12 @@ import jax.numpy as jnp
 import numpy as np
 import sympy as sp
 
-from .._stable import _expit, _softplus, _stabilize
+from .._stable import Dawson, Expm1, Product, _stabilize
 from ..dual import Dual
 from ..errors import LoweringError
 from ..symbols import c, q, q1, q2, x
-from . import panelled, safe
+from . import panelled, safe, table
 
-
-class Product(sp.Function):
-    """An opaque q1·q2, so that SymPy does not split √(q1·q2) back into √q1·√q2 (see _joint_variance_powers)."""
-
-
-class Dawson(sp.Function):
-    """Dawson's integral D(z) = e^{−z²}∫₀^z e^{t²}dt; erfi(z) = 2/√π·e^{z²}·D(z) is lowered through it,
-    so that e^{−a}·erfi(b) becomes 2/√π·e^{b²−a}·D(b) and does not overflow."""
-
-
-class Expm1(sp.Function):
-    """e^a − 1, lowered to jnp.expm1: exact near a = 0, where e^a − 1 cancels (elu at x = −1e-6 in float32
-    lost 1e-1 of its value, so K at q = 1e-12 lost 2e-3)."""
-
-
-_FUNCTIONS = {
-    Product: lambda a, b: a * b,
-    Expm1: jnp.expm1,
-    _softplus: lambda a: jnp.logaddexp(0, a),
-    _expit: jax.nn.sigmoid,
-    sp.exp: jnp.exp,
-    sp.log: jnp.log,
-    sp.asin: safe.safe_asin,
-    sp.acos: safe.safe_acos,
-    sp.atan: jnp.arctan,
-    sp.erf: jax.scipy.special.erf,
-    sp.erfc: jax.scipy.special.erfc,
-    sp.erfi: safe.erfi,
-    Dawson: jax.scipy.special.dawsn,
-    sp.sin: jnp.sin,
-    sp.cos: jnp.cos,
-    sp.tan: jnp.tan,
-    sp.sinh: jnp.sinh,
-    sp.cosh: jnp.cosh,
-    sp.tanh: jnp.tanh,
-    sp.Abs: jnp.abs,
-    sp.sign: jnp.sign,
-}
 _RELATIONS = {
     sp.StrictGreaterThan: jnp.greater,
     sp.GreaterThan: jnp.greater_equal,
@@ -69,7 +31,14 @@ _RELATIONS = {
     sp.Equality: jnp.equal,
     sp.Unequality: jnp.not_equal,
 }
-SUPPORTED = sorted({f.__name__ for f in _FUNCTIONS} | {"Add", "Mul", "Pow", "Heaviside", "Max", "Min", "Piecewise"})
+SUPPORTED = table.supported()
+
+EXTRA_FUNCTIONS_ADVICE = (
+    "nk.lower(dual, extra_functions=...) or dual.lower(extra_functions=...); for a network, "
+    "nk.Activation(dual, extra_functions=...) or nk.mlp(act, depth, extra_functions=...), which net.kernel, "
+    "net.init/net.apply and the empirical NTK use; nk.verify(dual, extra_functions=...) for Monte Carlo"
+)
+"""Where a user passes JAX implementations of SymPy classes the table lacks (named in every LoweringError)."""
 
 
 def _joint_variance_powers(m: sp.Mul) -> sp.Expr:
@@ -86,8 +55,9 @@ def _joint_variance_powers(m: sp.Mul) -> sp.Expr:
 def _rewrite(expr: sp.Expr) -> sp.Expr:
     """Stable forms before printing: erfi through Dawson's integral, exponentials combined, √(q1q2)."""
     expr = _stabilize(expr)
-    if expr.has(sp.erfi):
-        expr = expr.replace(sp.erfi, lambda b: 2 / sp.sqrt(sp.pi) * sp.exp(b**2) * Dawson(b))
+    for cls, rewrite in table.REWRITES.items():
+        if expr.has(cls):
+            expr = expr.replace(cls, rewrite)
     if expr.has(sp.exp):
         # e^a·(e^b − 1) → e^(a+b) − e^a: a product of an overflowing and an underflowing factor is inf·0 = NaN
         expr = sp.powsimp(sp.expand(expr, power_base=False, multinomial=False), combine="exp")
@@ -132,27 +102,60 @@ def _walk(e: sp.Basic, env: dict, memo: dict, extra: dict):
             out = jnp.power(base, _walk(e.exp, env, memo, extra))
         else:
             out = safe.safe_power(base, float(e.exp))
-    elif isinstance(e, sp.Heaviside):
-        at_zero = e.args[1] if len(e.args) > 1 else sp.S.Half
-        if not at_zero.is_number:
-            raise LoweringError(f"cannot lower {e}: its value at zero, {at_zero}, must be a number")
-        out = safe.heaviside(_walk(e.args[0], env, memo, extra), float(at_zero))
-    elif isinstance(e, (sp.Max, sp.Min)):
-        op = jnp.maximum if isinstance(e, sp.Max) else jnp.minimum
-        out = ft.reduce(op, (_walk(a, env, memo, extra) for a in e.args))
     elif isinstance(e, sp.Piecewise):
         out = _piecewise(e, env, memo, extra)
-    elif type(e) in extra or type(e) in _FUNCTIONS:
-        fn = extra.get(type(e), _FUNCTIONS.get(type(e)))
-        out = fn(*(_walk(a, env, memo, extra) for a in e.args))
     else:
-        name = getattr(e.func, "__name__", type(e).__name__)
-        raise LoweringError(
-            f"cannot lower {name} (in {e}) to JAX; supported: {', '.join(SUPPORTED)}. "
-            f"Pass extra_functions={{{name}: jax_function}} to lower() to add one."
-        )
+        out = _function(e, env, memo, extra)
     memo[e] = out
     return out
+
+
+def _extra_function(e: sp.Basic, extra: dict):
+    if not extra:
+        return None
+    return extra.get(type(e), extra.get(type(e).__name__))
+
+
+def _function(e: sp.Basic, env: dict, memo: dict, extra: dict):
+    """A function node: a user's extra function, else the vocabulary's JAX table (ntksym.lower.table)."""
+    fn = _extra_function(e, extra)
+    if fn is not None:
+        return fn(*(_walk(a, env, memo, extra) for a in e.args))
+    cls = type(e)
+    fn = table.FUNCTIONS.get(cls)
+    if fn is None:
+        name = getattr(e.func, "__name__", cls.__name__)
+        raise LoweringError(
+            f"cannot lower {name} (in {e}) to JAX; supported: {', '.join(SUPPORTED)}. Give a JAX implementation "
+            f"as extra_functions={{{name}: jax_function}} (or keyed by the name '{name}'): "
+            f"{EXTRA_FUNCTIONS_ADVICE}."
+        )
+    if cls in table.RATIO_ARGUMENTS:
+        return fn(*(_ratio(a, env, memo, extra) for a in e.args))
+    if cls in table.PARAMETER_ARGUMENTS:
+        return _hyper(e, fn, env, memo, extra)
+    if isinstance(e, sp.Heaviside) and len(e.args) > 1 and not e.args[1].is_number:
+        raise LoweringError(f"cannot lower {e}: its value at zero, {e.args[1]}, must be a number")
+    return fn(*(_walk(a, env, memo, extra) for a in e.args))
+
+
+def _ratio(arg: sp.Expr, env, memo, extra):
+    """arg as num/den (SymPy's fraction), den = 0 giving ±inf (safe.safe_ratio): the arguments of Φ, φ, Φ₂
+    are num·(q1q2 − c²)^(−1/2) and the like, infinite where the covariance is singular."""
+    num, den = sp.fraction(sp.together(arg))
+    if den == 1 or not den.free_symbols:
+        return _walk(arg, env, memo, extra)
+    return safe.safe_ratio(_walk(num, env, memo, extra), _walk(den, env, memo, extra))
+
+
+def _hyper(e: sp.hyper, fn, env, memo, extra):
+    """hyper((a, b), (c,), z) → fn(a, b, c, z) with a, b, c Python floats (only ₂F₁ with numeric parameters)."""
+    ap, bq, z = e.args
+    if len(ap) != 2 or len(bq) != 1 or not all(p.is_number and p.is_real for p in (*ap, *bq)):
+        raise LoweringError(
+            f"cannot lower {e}: only ₂F₁ with real numeric parameters, hyper((a, b), (c,), z), has a JAX "
+            f"implementation; give another as extra_functions={{hyper: jax_function}}: {EXTRA_FUNCTIONS_ADVICE}")
+    return fn(float(ap[0]), float(ap[1]), float(bq[0]), _walk(z, env, memo, extra))
 
 
 def _condition(cond, env, memo, extra):
@@ -409,4 +412,4 @@ def lower(
     return LoweredDual(dual, jax.jit(kernel), jax.jit(variance))
 
 
-__all__ = ["LoweredDual", "lower", "lower_elementwise", "lower_expression", "SUPPORTED"]
+__all__ = ["LoweredDual", "lower", "lower_elementwise", "lower_expression", "SUPPORTED", "Product", "Dawson", "Expm1"]

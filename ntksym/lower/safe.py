@@ -77,3 +77,25 @@ def heaviside(x, at_zero=0.5):
 def erfi(x):
     """erfi(x) = 2/√π · e^{x²} · D(x) (Dawson's integral: JAX has no erfi)."""
     return 2 / jnp.sqrt(jnp.pi).astype(jnp.result_type(x)) * jnp.exp(x * x) * jax.scipy.special.dawsn(x)
+
+
+@jax.custom_jvp
+def safe_ratio(num, den):
+    """num/den, with den = 0 giving ±inf by the sign of num (0 where num = 0 too); tangent 0 where den = 0.
+
+    For the arguments of Φ, φ, Φ₂: the engine writes them as num·(q1q2 − c²)^(−1/2) or num·q^(−1/2), whose
+    denominator vanishes at |ρ| = 1 or q = 0, where the dual is Φ(±inf) (1 or 0), or Φ(0) for num = 0.
+    safe_power would turn the negative power of 0 into 0, hence Φ(0) = ½ for every num."""
+    zero = den == 0
+    ratio = num / jnp.where(zero, 1, den)
+    return jnp.where(zero, jnp.where(num == 0, 0, jnp.sign(num) * jnp.inf), ratio).astype(ratio.dtype)
+
+
+@safe_ratio.defjvp
+def _safe_ratio_jvp(primals, tangents):
+    (num, den), (dnum, dden) = primals, tangents
+    value = safe_ratio(num, den)
+    zero = den == 0
+    safe_den = jnp.where(zero, 1, den)
+    tangent = (dnum - jnp.where(zero, 0, value) * dden) / safe_den
+    return value, jnp.where(zero, 0, tangent)
