@@ -283,6 +283,42 @@ def _mish_expr() -> sp.Expr:
     return x * sp.tanh(_softplus_expr())
 
 
+def _positive(value: object, param: str, entry: str) -> sp.Expr:
+    v = _real(value, param, entry)
+    if v.is_positive is not True:
+        raise NtksymError(f"parameter {param} of {entry} must be a positive number, got {value!r}")
+    return v
+
+
+def _relu6_expr() -> sp.Expr:
+    return sp.Min(sp.Max(x, 0), 6)
+
+
+def _hard_tanh_expr() -> sp.Expr:
+    return sp.Max(-1, sp.Min(1, x))
+
+
+def _hard_sigmoid_expr() -> sp.Expr:
+    return _relu6_expr().subs(x, x + 3) / 6
+
+
+def _hard_swish_expr() -> sp.Expr:
+    return x * _hard_sigmoid_expr()
+
+
+def _shifted_relu_expr(b: object) -> sp.Expr:
+    return sp.Max(x - _real(b, "b", "shifted_relu"), 0)
+
+
+def _celu_expr(alpha: object) -> sp.Expr:
+    a = _positive(alpha, "alpha", "celu")
+    return sp.Piecewise((x, x > 0), (a * (sp.exp(x / a) - 1), True))
+
+
+def _clipped_relu_expr(a: object) -> sp.Expr:
+    return sp.Min(sp.Max(x, 0), _positive(a, "a", "clipped_relu"))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # public factories
 
@@ -402,6 +438,41 @@ def mish() -> Activation:
     return _make("mish")
 
 
+def relu6() -> Activation:
+    """ReLU6: min(max(x, 0), 6) (PyTorch nn.ReLU6)."""
+    return _make("relu6")
+
+
+def hard_tanh() -> Activation:
+    """Hard tanh: max(−1, min(1, x)) (PyTorch nn.Hardtanh)."""
+    return _make("hard_tanh")
+
+
+def hard_sigmoid() -> Activation:
+    """Hard sigmoid: relu6(x + 3)/6 (PyTorch nn.Hardsigmoid)."""
+    return _make("hard_sigmoid")
+
+
+def hard_swish() -> Activation:
+    """Hard swish: x·relu6(x + 3)/6 (PyTorch nn.Hardswish)."""
+    return _make("hard_swish")
+
+
+def shifted_relu(b: object = 1) -> Activation:
+    """Shifted ReLU: max(x − b, 0)."""
+    return _make("shifted_relu", b=b)
+
+
+def celu(alpha: object = 1) -> Activation:
+    """CELU: x for x > 0, alpha·(exp(x/alpha) − 1) otherwise, alpha > 0 (PyTorch nn.CELU)."""
+    return _make("celu", alpha=alpha)
+
+
+def clipped_relu(a: object = 1) -> Activation:
+    """Clipped ReLU: min(max(x, 0), a), a > 0."""
+    return _make("clipped_relu", a=a)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # registry
 
@@ -440,6 +511,13 @@ CATALOG: Mapping[str, CatalogEntry] = MappingProxyType(
             _entry(elu, _elu_expr),
             _entry(selu, _selu_expr),
             _entry(mish, _mish_expr),
+            _entry(relu6, _relu6_expr),
+            _entry(hard_tanh, _hard_tanh_expr),
+            _entry(hard_sigmoid, _hard_sigmoid_expr),
+            _entry(hard_swish, _hard_swish_expr),
+            _entry(shifted_relu, _shifted_relu_expr),
+            _entry(celu, _celu_expr),
+            _entry(clipped_relu, _clipped_relu_expr),
         )
     }
 )
@@ -479,4 +557,11 @@ __all__ = [
     "elu",
     "selu",
     "mish",
+    "relu6",
+    "hard_tanh",
+    "hard_sigmoid",
+    "hard_swish",
+    "shifted_relu",
+    "celu",
+    "clipped_relu",
 ]

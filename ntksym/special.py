@@ -171,7 +171,12 @@ def bvn_mpmath(h, k, r):
         points = [-mpmath.inf]
         inner = sorted(p for p in {mpmath.mpf(0), (k / r if r != 0 else mpmath.mpf(0))} if p < h)
         points += inner + [h]
-        value = mpmath.quad(lambda t: mpmath.npdf(t) * mpmath.ncdf((k - r * t) / s), points)
+        big = mpmath.mpf(10) ** 8  # Φ(±10⁸) is 0 or 1 at any precision; mpmath's erfc overflows near 10^30
+
+        def integrand(t):
+            return mpmath.npdf(t) * mpmath.ncdf(min(max((k - r * t) / s, -big), big))
+
+        value = mpmath.quad(integrand, points)
     return +value
 
 

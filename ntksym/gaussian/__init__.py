@@ -1,6 +1,7 @@
 """The symbolic engine: Gaussian expectations of activations in closed form. Never imports JAX.
 
 `closed_form_dual(expr)` tries the derivation strategies in order and returns the first success:
+  fractional    |x|^α, sign(x)·|x|^α, max(x, 0)^α with non-integer α > −1/2: Mehler series summed to ₂F₁;
   homogeneous   every term is positively homogeneous (xⁿ·H(±x)): derive k̂(ρ) at unit variances,
                 then K = Σ q1^{n/2} q2^{m/2} k̂_{nm}(c/√(q1q2));
   expectation   linearity over the terms of σ and the pair rules of `bivariate` (Gaussian moments,
@@ -20,6 +21,7 @@ from ..symbols import c, q, q1, q2, rho
 from ..trace import Step
 from . import _budget
 from ..special import Phi, Phi2, phi
+from .fractional import fractional_dual
 from .bivariate import Covariance, _real_part, expect_pair_sums, pair
 from .terms import Term, UnsupportedTerm, as_expr, derivative_of_sum, has_delta, jump_points, rewrite, to_terms
 from .truncated import truncated_pair
@@ -153,6 +155,10 @@ def _dual_of_terms(terms: tuple[Term, ...], what: str, steps: list[Step]) -> tup
 
 def closed_form_dual(expr: sp.Expr) -> ClosedForm:
     """Derive K, K̇, V of σ = expr in closed form (UnsupportedTerm if no strategy applies)."""
+    try:  # fractional powers |x|^α, sign(x)|x|^α, max(x, 0)^α (non-integer α): the ₂F₁ forms of fractional.py
+        return fractional_dual(expr)
+    except UnsupportedTerm:
+        pass
     steps: list[Step] = []
     rewritten = rewrite(expr)
     if rewritten != expr:

@@ -412,4 +412,5 @@ def lower(
     return LoweredDual(dual, jax.jit(kernel), jax.jit(variance))
 
 
-__all__ = ["LoweredDual", "lower", "lower_elementwise", "lower_expression", "SUPPORTED", "Product", "Dawson", "Expm1"]
+__all__ = ["LoweredDual", "lower", "lower_elementwise", "lower_expression", "SUPPORTED", "EXTRA_FUNCTIONS_ADVICE",
+           "Product", "Dawson", "Expm1"]
