@@ -72,8 +72,8 @@ def _owens_t_mpmath(h: float, a: float):
 def owens_t_accuracy() -> None:
     import mpmath
 
-    hs = np.r_[[-40, -20, -10, -5, -3, -2, -1.5, -1, -0.5, -0.1, -1e-3, 0], [1e-3, 0.1, 0.5, 1, 1.5, 2, 3, 5, 10, 20, 40],
-               np.linspace(-40, 40, 41)]
+    edges = [-40, -20, -10, -5, -3, -2, -1.5, -1, -0.5, -0.1, -1e-3, 0, 1e-3, 0.1, 0.5, 1, 1.5, 2, 3, 5, 10, 20, 40]
+    hs = np.r_[edges, np.linspace(-40, 40, 41)]
     as_ = np.r_[[0, 1e-6, 1e-3, 0.01, 0.1, 0.3, 0.5, 0.9, 0.99, 1, 1.01, 1.5, 2, 3, 5, 10, 30, 100, 1e3, 1e4, 1e5, 1e6],
                 np.geomspace(1e-3, 1e6, 30)]
     h, a = (g.ravel() for g in np.meshgrid(hs, as_))

@@ -6,11 +6,11 @@ The grid holds the edges that break naive formulas: ρ = ±1 and ±(1 − 1e-12)
 h, k = ±inf and ±40.
 
 Cost: bvn_mpmath takes 40–70 ms a point here (2 shared cores), so the whole 3825-point grid (≈ 2–4 min) is
-marked slow (``pytest -m slow tests/test_bvn.py``); the default run compares a stride-11 sample of it that
-still holds every value of each axis (348 points). The checks that need no reference (finite values and
+marked slow (``pytest -m slow tests/test_bvn.py``); the default run compares a stride-19 sample of it that
+still holds every value of each axis (202 points). The checks that need no reference (finite values and
 gradients, symmetries) always run on the whole grid.
 
-Known limitation of the reference, not of the code under test: for −1e-15 ≲ ρ < 0 bvn_mpmath splits its
+Known limitation of the reference, not of the code under test: for tiny negative ρ bvn_mpmath splits its
 integral at k/ρ, astronomically far out, and its quadrature then fails (error 3e-7 at ρ = −1e-41, 4e-13 at
 ρ = −1e-20; exact at ρ = −1e-10). Hypothesis draws therefore keep |ρ| ≥ 1e-9 or ρ = 0, the finite
 differences in ρ avoid ρ = 0, and tiny |ρ| is checked against the expansion Φ(h)Φ(k) + ρφ(h)φ(k) instead.
@@ -38,7 +38,8 @@ from ntksym.special import bvn_mpmath
 
 INF = math.inf
 LIMITS = (-40.0, -10.0, -5.0, -2.0, -1.0, -0.3, 0.0, 0.3, 1.0, 2.0, 5.0, 10.0, 40.0, INF, -INF)
-RHOS = (-1.0, -(1 - 1e-12), -0.99, -0.925, -0.9, -0.75, -0.5, -0.3, 0.0, 0.3, 0.5, 0.75, 0.9, 0.925, 0.99, 1 - 1e-12, 1.0)
+RHOS = (-1.0, -(1 - 1e-12), -0.99, -0.925, -0.9, -0.75, -0.5, -0.3, 0.0)
+RHOS += (0.3, 0.5, 0.75, 0.9, 0.925, 0.99, 1 - 1e-12, 1.0)
 
 # The accuracy asked of both implementations in float64 (measured: 2.2e-16, module docstrings). Φ₂ ∈ [0, 1]
 # is assembled from O(1) terms (Φ(h)Φ(k), a quadrature sum of ≤ 40 terms, Genz's fix-ups), each rounded
@@ -47,7 +48,7 @@ ABS_TOL64 = 1e-14
 ABS_TOL64_REASON = "≈45 roundings of O(1) terms (eps64 each) in a sum that lies in [0, 1]; rule truncation < 3e-16"
 
 
-GRID_STRIDE = 11  # coprime with 17 ρ values and 15·17: the sample meets every h, every k and every ρ
+GRID_STRIDE = 19  # a prime: the sample meets every h, every k and every ρ (202 points)
 
 
 @ft.cache
@@ -130,7 +131,7 @@ def test_tiny_correlation_matches_expansion():
             helpers.assert_close_scaled(f(h, k, r), expected, 1.0, ABS_TOL64, ABS_TOL64_REASON)
 
 
-@settings(max_examples=60)
+@settings(max_examples=40)
 @given(_arguments())
 def test_float64_matches_mpmath_random(args):
     h, k, r = args
@@ -186,12 +187,12 @@ def test_numpy_values_finite_on_grid():
 # --------------------------------------------------------------------------------------------------
 
 # interior points; ρ = 0 is left out because the difference in ρ would step to ρ = −1e-12 (module docstring)
-_INTERIOR = list(itertools.product((-2.0, -0.3, 1.7), (-1.1, 0.8), (-0.99, -0.6, 0.1, 0.93, 0.99)))
+_INTERIOR = list(itertools.product((-2.0, 1.7), (-1.1, 0.3), (-0.99, -0.6, 0.1, 0.99)))
 
 # The central difference at 30 digits with step 1e-12: rounding of the reference (30 digits) gives ≤ 1e-18
 # absolute, truncation step²/6·|third derivative| ≤ 6e-19 relative on these points (with step 1e-10 at 40
 # digits it was 5.7e-15 relative at ρ = 0.99, measured against step 1e-20 at 60 digits). 1e-17 bounds its
-# absolute error; the partials that are smaller (the density at ρ = ±0.99 is e^{−196} at h = −2, k = 0.8)
+# absolute error; the partials that are smaller (the density at ρ = 0.99 is e^{−133} at h = −2, k = 0.3)
 # are thereby only checked to be that small.
 FD_STEP, FD_DPS, FD_ABS_ERROR = 1e-12, 30, 1e-17
 
@@ -250,7 +251,7 @@ def test_partials_take_their_limits_at_unit_correlation_and_infinity():
 
 
 def test_second_derivatives_finite_at_edges(float_dtype):
-    points = [(0.3, 0.3, 1.0), (0.3, -0.3, -1.0), (INF, 0.4, 0.5), (0.4, -INF, 0.9), (0.1, 0.2, 1 - 1e-6), (0.0, 0.0, 0.0)]
+    points = [(0.3, 0.3, 1.0), (0.3, -0.3, -1.0), (INF, 0.4, 0.5), (0.4, -INF, 0.9), (0.1, 0.2, 1 - 1e-6), (0, 0, 0)]
     h, k, r = (jnp.asarray(col, float_dtype) for col in zip(*points))
     hessian = _jit_hessian(h, k, r)
     assert all(np.all(np.isfinite(np.asarray(entry))) for row in hessian for entry in row)

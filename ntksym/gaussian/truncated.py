@@ -35,8 +35,18 @@ def _root(var: sp.Expr) -> sp.Expr:
 
 
 def _ratio(num: sp.Expr, var: sp.Expr) -> sp.Expr:
-    """num/√var, written as num·√den/√numerator of var."""
+    """num/√var, written as num·√den/√numerator of var; when var's numerator n divides num, as (num/n)·√n
+    ((c² − q1q2)/√(q1q2 − c²) is −√(q1q2 − c²): no 0/0 at |ρ| = 1)."""
     n, d = sp.fraction(sp.cancel(var))
+    num_n, num_d = sp.fraction(sp.cancel(num))
+    gens = sorted(n.free_symbols | num_n.free_symbols, key=str)
+    if gens and n.free_symbols:
+        try:
+            quotient, remainder = sp.div(sp.Poly(num_n, *gens), sp.Poly(n, *gens))
+            if remainder.is_zero:
+                return sp.cancel(quotient.as_expr() * sp.sqrt(d) / num_d) * sp.sqrt(n)
+        except sp.PolynomialError:
+            pass
     return sp.cancel(num * sp.sqrt(d) / sp.sqrt(n)) if d != 1 else num / sp.sqrt(n)
 
 

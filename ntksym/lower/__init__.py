@@ -142,10 +142,24 @@ def _function(e: sp.Basic, env: dict, memo: dict, extra: dict):
 def _ratio(arg: sp.Expr, env, memo, extra):
     """arg as num/den (SymPy's fraction), den = 0 giving ±inf (safe.safe_ratio): the arguments of Φ, φ, Φ₂
     are num·(q1q2 − c²)^(−1/2) and the like, infinite where the covariance is singular."""
-    num, den = sp.fraction(sp.together(arg))
+    num, den = _cancel_radicals(*sp.fraction(sp.together(arg)))
     if den == 1 or not den.free_symbols:
-        return _walk(arg, env, memo, extra)
+        return _walk(num / den, env, memo, extra)
     return safe.safe_ratio(_walk(num, env, memo, extra), _walk(den, env, memo, extra))
+
+
+def _cancel_radicals(num: sp.Expr, den: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
+    """num/den with each radical B^e of den (0 < e < 1) that divides num cancelled: (c² − q1q2)/√(q1q2 − c²) →
+    −√(q1q2 − c²). Otherwise num and den round independently at B = 0 (XLA contracts c·c − q1·q2 into an FMA),
+    and 10⁻²⁴/0 would be an infinite ratio where the true one is 0."""
+    for factor in sp.Mul.make_args(den):
+        base, e = factor.as_base_exp()
+        if not (e.is_Rational and 0 < e < 1 and base.free_symbols):
+            continue
+        quotient = sp.cancel(num / base)
+        if sp.fraction(quotient)[1].free_symbols.isdisjoint(base.free_symbols):
+            num, den = quotient * base ** (1 - e), den / factor
+    return num, den
 
 
 def _hyper(e: sp.hyper, fn, env, memo, extra):

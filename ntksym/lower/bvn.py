@@ -1,7 +1,7 @@
 """The bivariate normal CDF Φ₂(h, k; ρ) in JAX: Genz's BVND written branch-free, with closed-form derivatives.
 
 `bvn_cdf(h, k, r)` is the algorithm of ntksym._bvn.bvn_cdf_numpy (Genz 2004, "Numerical computation of
-rectangular bivariate and trivariate normal and t probabilities", §2.2): Gauss–Legendre in θ on [0, asin ρ]
+rectangular bivariate and trivariate normal and t probabilities": Gauss–Legendre in θ on [0, asin ρ]
 for |ρ| < 0.925, Genz's asymptotic expansion plus a Gauss–Legendre remainder for |ρ| ≥ 0.925. Under jit
 both regimes are evaluated for every element (jnp.where selects), so each regime gets *safe* inputs where
 it is not selected (double where): no NaN or inf appears in either regime's values, nor in gradients.
@@ -10,12 +10,16 @@ Node counts by dtype (truncation error measured in float64 arithmetic against a 
 321 × 321 grid of h, k ∈ [−8, 8] at the worst ρ of each regime, ρ → ±0.925):
 
 * float64: 20 + 20 points (Genz's rule): truncation ≤ 2.8e-16 / 2.2e-16 (18 + 18 gave 1.3e-15 / 7.2e-16,
-  16 + 16 gave 3.8e-14 / 2.8e-15, above the 1e-14 asked). Worst absolute error against mpmath at 30
-  digits: 3.3e-16 (tests' grid of 3825 points with ±inf and ρ = ±1, ±(1 − 1e-12), and 26 000 random points).
-  Genz's 6/12-point bands for |ρ| < 0.3/0.75 would need a per-element switch of node count, which
-  costs all three rules under jit; they are used in the NumPy version only.
-* float32: 10 + 5 points: truncation ≤ 1.1e-9 / 4.2e-10, far below float32 rounding (eps = 1.2e-7);
-  worst absolute error against mpmath: 1.9e-7 (arguments rounded to float32 first).
+  16 + 16 gave 3.8e-14 / 2.8e-15, too close to or above the 1e-14 asked). Worst absolute error against
+  mpmath at 30 digits: 1.7e-16 on the tests' grid (3825 points with ±inf, ρ = ±1, ±(1 − 1e-12)) and
+  2.2e-16 on 26 000 random points (h, k ∈ [−40, 40], 6000 of them with 0.925 ≤ |ρ| < 1, ties h = ±k),
+  the same as the NumPy version. Genz's 6/12-point bands for |ρ| < 0.3/0.75 would need a per-element
+  choice of rule, which under jit costs all three rules; only the NumPy version uses them.
+* float32: 10 + 4 points: truncation ≤ 1.1e-9 / 2.4e-9, far below float32 rounding (eps = 1.2e-7).
+  Worst absolute error against mpmath (at the float32 arguments): 1.1e-7, the same with 6 + 3 … 20 + 20
+  points on those 11 000 points (6 + 3 gave 7.7e-7).
+* sin and asin of the θ rule are Taylor polynomials on their bounded ranges (_sin_small, _asin_small):
+  on XLA:CPU they took bvn_cdf from 90 to 40 ms per 2²⁰ float32 values without changing the errors above.
 
 The derivatives are not those of the quadrature: a custom_jvp gives the closed forms
 ∂Φ₂/∂h = φ(h)·Φ((k − ρh)/√(1 − ρ²)), ∂Φ₂/∂k = φ(k)·Φ((h − ρk)/√(1 − ρ²)) and ∂Φ₂/∂ρ = the bivariate
@@ -30,10 +34,11 @@ Owen's T: jax.scipy.special.owens_t exists in the installed JAX (0.10.2). Its wo
 float64 against mpmath at 30 digits (Owen's T(h, a) = (1/2π)∫₀^a e^{−h²(1+x²)/2}/(1+x²) dx, mpmath.quad
 with breakpoints) was 5.6e-17 on a 64 × 52 grid h ∈ [−40, 40], a ∈ [0, 1e6] (benchmarks/bench_bvn.py
 --owens-t). Φ₂ = ½Φ(h) + ½Φ(k) − T(h, a_h) − T(k, a_k) − β with a_h = (k − ρh)/(h√(1 − ρ²)) is therefore
-accurate too where it is defined (2.8e-16 on the random points above with the non-cancelling numerators;
-2.0e-11 near ρ → −1, h = −k with the naive k − ρh), but it is not used: it divides by h and by k (a = ±∞
-at h = 0 or k = 0, and at |ρ| = 1), needs the sign case β of hk and h + k, and two owens_t calls cost
-more than the float32 rule here (bench_bvn.py prints both).
+accurate too where it is defined (2.8e-16 on the random points above with the non-cancelling numerators
+of _bvn_partials; 2.0e-11 near ρ → −1, h = −k with the naive k − ρh), but it is not used: it divides by h
+and by k (a = ±∞ at h = 0, k = 0 and |ρ| = 1, each a double-where case of its own), needs the sign case β
+of hk and h + k, and its two owens_t calls were 5× slower than bvn_cdf in float32 on XLA:CPU (836 vs
+152 ms at 2048², bench_bvn.py).
 """
 
 from __future__ import annotations
@@ -113,7 +118,7 @@ def _asin_small(x, n_terms: int):
 
 
 def _theta_integral(h, k, r, nodes):
-    """(1/2π)∫₀^{asin ρ} exp(−(h² + k² − 2hk sin θ)/(2cos²θ)) dθ = Φ₂ − Φ(h)Φ(k), for |ρ| < 0.925 (Genz eq. (2))."""
+    """(1/2π)∫₀^{asin ρ} exp(−(h² + k² − 2hk sin θ)/(2cos²θ)) dθ = Φ₂ − Φ(h)Φ(k), for |ρ| < 0.925."""
     hk = h * k
     hs = (h * h + k * k) / 2
     x64 = h.dtype == jnp.float64
@@ -235,8 +240,8 @@ def bvn_cdf(h, k, r):
     - `r`: the correlation ρ, clipped into [−1, 1] (ρ computed in floating point may be 1 + 1e-16).
 
     **Returns:** an array of the broadcast shape in the inputs' floating dtype (float32 or float64; the
-    default float for integer inputs); NaN where an input is NaN. Absolute error ≤ 3.3e-16 (float64) and
-    ≤ 1.9e-7 (float32) against mpmath; derivatives in closed form (see the module docstring).
+    default float for integer inputs); NaN where an input is NaN. Measured absolute error ≤ 2.2e-16 (float64)
+    and ≤ 1.1e-7 (float32) against mpmath; derivatives in closed form (see the module docstring).
     """
     dtype = jnp.result_type(h, k, r)
     if not jnp.issubdtype(dtype, jnp.floating):
