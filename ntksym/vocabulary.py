@@ -260,10 +260,11 @@ def python_functions() -> dict[type, tuple[Callable, Callable | None]]:
 
 def unknown_functions(expr: sp.Basic) -> set[type]:
     """The function classes in expr outside the vocabulary (no mpmath/NumPy evaluation here), e.g. the
-    exp_polar of a SymPy antiderivative; a user's class with an `_imp_` (implemented_function) is known."""
+    exp_polar of a SymPy antiderivative; a user's class with an `_imp_` (implemented_function) is known, and
+    so is a constant such as gamma(3/4) (every evaluator turns it into a number first)."""
     return {type(node) for node in sp.preorder_traversal(expr)
             if isinstance(node, sp.core.function.Application) and type(node) not in BY_CLASS
-            and not hasattr(node, "_imp_")}
+            and node.free_symbols and not hasattr(node, "_imp_")}
 
 
 def freeze_extra_functions(extra) -> tuple:

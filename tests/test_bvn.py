@@ -1,19 +1,21 @@
 """Tests of the bivariate normal CDF Φ₂(h, k; ρ): ntksym._bvn (NumPy) and ntksym.lower.bvn (JAX).
 
-Every value is compared with an independent method, ntksym.special.bvn_mpmath (quadrature of
-∫φ(x)Φ((k − ρx)/√(1 − ρ²))dx at 30 digits), and every derivative with central finite differences of it.
+Every value is compared with an independent method, ntksym.special.bvn_mpmath (adaptive mpmath quadrature
+at 30 digits), and every derivative with central finite differences of it.
 The grid holds the edges that break naive formulas: ρ = ±1 and ±(1 − 1e-12), Genz's switch |ρ| = 0.925,
 h, k = ±inf and ±40.
 
-Cost: bvn_mpmath takes 40–70 ms a point here (2 shared cores), so the whole 3825-point grid (≈ 2–4 min) is
-marked slow (``pytest -m slow tests/test_bvn.py``); the default run compares a stride-19 sample of it that
-still holds every value of each axis (202 points). The checks that need no reference (finite values and
+Cost: bvn_mpmath as committed in 3574e4f took 40–70 ms a point here (2 shared cores), the whole 3825-point
+grid 3.5 min; its working-tree revision (θ form first) 29 s. So the whole grid is marked slow
+(``pytest -m slow tests/test_bvn.py``) and the default run compares a stride-19 sample of it that still
+holds every value of each axis (202 points). The checks that need no reference (finite values and
 gradients, symmetries) always run on the whole grid.
 
-Known limitation of the reference, not of the code under test: for tiny negative ρ bvn_mpmath splits its
-integral at k/ρ, astronomically far out, and its quadrature then fails (error 3e-7 at ρ = −1e-41, 4e-13 at
-ρ = −1e-20; exact at ρ = −1e-10). Hypothesis draws therefore keep |ρ| ≥ 1e-9 or ρ = 0, the finite
-differences in ρ avoid ρ = 0, and tiny |ρ| is checked against the expansion Φ(h)Φ(k) + ρφ(h)φ(k) instead.
+A limitation of the reference in 3574e4f, not of the code under test: for tiny negative ρ it split its
+integral at k/ρ, astronomically far out, and its quadrature failed (error 3e-7 at ρ = −1e-41, 4e-13 at
+ρ = −1e-20, exact at ρ = −1e-10); the working-tree revision no longer does. Until that lands, hypothesis
+draws keep |ρ| ≥ 1e-9 or ρ = 0, the finite differences in ρ avoid ρ = 0, and tiny |ρ| is checked against
+the expansion Φ(h)Φ(k) + ρφ(h)φ(k) instead.
 """
 
 from __future__ import annotations

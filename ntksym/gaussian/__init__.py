@@ -146,6 +146,8 @@ def _dual_of_terms(terms: tuple[Term, ...], what: str, steps: list[Step]) -> tup
     else:
         k, rules = _kernel_general(terms)
         method = "Gaussian expectation rules"
+    if any(name.startswith("truncated") for name in rules):
+        method += " + truncated Gaussians (Φ, Φ₂)"
     if "price" in rules:
         method += " + Price's theorem"
     k = _simplify(k)

@@ -412,8 +412,9 @@ def lower(
     (u, v) = (√q1 z1, √q2(ρz1 + √(1−ρ²) z2)): by default ("panelled") the rule of Dual.evaluate — panels at
     σ's kinks and transitions scaled by √q, Gauss–Legendre on each — accurate to ~1e-9 of √(V1V2) at any
     variance; rule="gauss_hermite" is `degree` Gauss–Hermite nodes per dimension, about 3× faster and
-    accurate only near q ~ 1 (GAUSS_HERMITE_DEGREE). Raises LoweringError, naming the function, if an
-    expression uses one JAX lacks (add it with extra_functions={SymPyClass: jax_function})."""
+    accurate only near q ~ 1 (GAUSS_HERMITE_DEGREE). Functions translate by the vocabulary's JAX table
+    (ntksym.lower.table). Raises LoweringError, naming the function, if an expression uses one the table lacks
+    (add it with extra_functions={SymPyClass: jax_function}; EXTRA_FUNCTIONS_ADVICE lists where else it goes)."""
     if not isinstance(dual, Dual):
         raise LoweringError(f"lower() takes an ntksym Dual (from nk.derive), got {type(dual).__name__}")
     if rule not in RULES:

@@ -174,7 +174,7 @@ def _bvn_value(h, k, r):
     kc = jnp.where(nan, 0, jnp.clip(k, -_SATURATE, _SATURATE))
     edge = jnp.abs(r) == 1
     small = jnp.abs(r) < _GENZ_SWITCH
-    # the five Φ values every branch is assembled from (ndtr is the costliest primitive here on CPU)
+    # the four Φ values every branch is assembled from (with Φ(−b/a) in the correction: 5 ndtr in all)
     cdf_h, cdf_k = ndtr(hc), ndtr(kc)
     # Φ(h) + Φ(k) − 1 as a difference of two values below ½ where possible (keeps small results accurate)
     both = jnp.where(hc > 0, cdf_k - ndtr(-hc), cdf_h - ndtr(-kc))
@@ -202,7 +202,7 @@ def _bvn_partials(h, k, r):
     hc = jnp.where(nan, 0, jnp.clip(h, -_FAR, _FAR))
     kc = jnp.where(nan, 0, jnp.clip(k, -_FAR, _FAR))
     sign = jnp.where(r >= 0, 1, -1).astype(h.dtype)
-    gap = 1 - jnp.abs(r)  # 1 − |ρ| exactly (Sterbenz), the quantity that cancels in k − ρh near |ρ| = 1
+    gap = 1 - jnp.abs(r)  # 1 − |ρ|, exact for |ρ| ≥ ½ (Sterbenz): what cancels in k − ρh near |ρ| = 1
     om = jnp.where(inside, gap * (1 + jnp.abs(r)), 1)  # 1 − ρ², safe (= 1) at |ρ| = 1
     s = jnp.sqrt(om)
 
