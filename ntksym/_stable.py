@@ -60,6 +60,28 @@ class Product(sp.Function):
         return _power(rf"\left({a} {b}\right)", exp)
 
 
+class GramDeterminant(sp.Function):
+    """q1·q2 − c², the determinant of the covariance [[q1, c], [c, q2]], lowered as (√(q1q2) − |c|)(√(q1q2) + |c|):
+    exactly 0 at |ρ| = 1, where c was clipped to ±√(q1q2); as written, XLA contracts q1·q2 − c·c into an FMA
+    that leaves the rounding error of c² (~eps·q1q2), and its square root a √eps error in every Φ(√(…)/√q)."""
+
+    nargs = 3
+
+    def fdiff(self, argindex=1):
+        a, b, cc = self.args
+        if argindex == 1:
+            return b
+        if argindex == 2:
+            return a
+        if argindex == 3:
+            return -2 * cc
+        raise sp.ArgumentIndexError(self, argindex)
+
+    def _latex(self, printer, exp=None):
+        a, b, cc = (printer.parenthesize(v, 50) for v in self.args)
+        return _power(rf"\left({a} {b} - {cc}^{{2}}\right)", exp)
+
+
 class Dawson(sp.Function):
     """Dawson's integral D(z) = e^{−z²}∫₀^z e^{t²}dt; erfi(z) = 2/√π·e^{z²}·D(z) is lowered through it,
     so that e^{−a}·erfi(b) becomes 2/√π·e^{b²−a}·D(b) and does not overflow."""

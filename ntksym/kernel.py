@@ -427,7 +427,11 @@ def _activation(layer: Activation, k: Kernel) -> Kernel:
         var, cov = _stack_batch(var1, var2, k), _stack_batch(k.cov1, k.cov2, k)
         cov = _set_spatial_diagonal(f(_outer_shape(var, 1, 0), _outer_shape(var, 1, 1), cov)[0], f.V(var))
     else:
-        K, Kdot = f(k.cov1[:, None], k.cov2[None, :], k.nngp)
+        # each input with itself at ρ = 1 exactly: the Dense layers' affine maps of nngp and cov1 may be fused
+        # differently by XLA (a multiply-add in one, not the other), leaving c ≠ q by an ulp, which K̇'s
+        # √(1 − ρ) behaviour at ρ = 1 (σ' with a jump: elu) turns into 2e-9 relative errors of the NTK
+        nngp = _set_batch_diagonal(k.nngp, k.cov1) if k.x1_is_x2 else k.nngp
+        K, Kdot = f(k.cov1[:, None], k.cov2[None, :], nngp)
         cov = f.V(_stack_batch(k.cov1, k.cov2, k))
     n1 = k.cov1.shape[0]
     cov1, cov2 = (cov, cov) if k.x1_is_x2 else (cov[:n1], cov[n1:])

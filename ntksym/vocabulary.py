@@ -31,7 +31,7 @@ import scipy.special
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from ._stable import Dawson, Expm1, Product, _expit, _softplus
+from ._stable import Dawson, Expm1, GramDeterminant, Product, _expit, _softplus
 from .errors import LoweringError
 from .special import MPMATH as _SPECIAL_MPMATH
 from .special import Phi, Phi2, phi
@@ -220,6 +220,7 @@ VOCABULARY: tuple[Function, ...] = (
     Function(_softplus, lambda a: mpmath.log1p(mpmath.exp(a)), lambda a: np.logaddexp(0.0, a), None, ("rewrite",)),
     Function(_expit, lambda a: 1 / (1 + mpmath.exp(-a)), scipy.special.expit, None, ("rewrite",)),
     Function(Product, lambda a, b: a * b, np.multiply, None, ("rewrite",)),
+    Function(GramDeterminant, lambda a, b, cc: a * b - cc * cc, lambda a, b, cc: a * b - cc * cc, None, ("rewrite",)),
     Function(Dawson, _mp_dawson, scipy.special.dawsn, None, ("rewrite",)),
     Function(Expm1, mpmath.expm1, np.expm1, None, ("rewrite",)),
     # special functions of the engine (ntksym.special) and Gauss's ₂F₁ (fractional-power duals)

@@ -12,7 +12,7 @@ import sympy as sp
 
 import ntksym as nk
 from ntksym import _parse, _validate, vocabulary
-from ntksym._stable import Dawson, Expm1, Product, _expit, _softplus, _stabilize
+from ntksym._stable import Dawson, Expm1, GramDeterminant, Product, _expit, _softplus, _stabilize
 from ntksym.dual import _mpmath_function
 from ntksym.gaussian.numeric import vectorize
 from ntksym.lower import _rewrite, lower_elementwise, lower_expression, safe, table
@@ -101,6 +101,7 @@ WITNESSES = {
     _softplus: ("rewrite", lambda: _stabilize(_parse.parse("log(1 + exp(x))"))),
     _expit: ("rewrite", lambda: _stabilize(_parse.parse("exp(x)/(1 + exp(x))"))),
     Product: ("rewrite", lambda: _rewrite(c / (sp.sqrt(q1) * sp.sqrt(q2)))),
+    GramDeterminant: ("rewrite", lambda: _rewrite(sp.sqrt(1 - c**2 / (q1 * q2)))),
     Dawson: ("rewrite", lambda: _rewrite(sp.exp(-c) * sp.erfi(c))),
     Expm1: ("rewrite", lambda: _rewrite(sp.exp(c) - 1)),
     Phi: ("engine", _engine("Max(x - 1, 0)")),
@@ -180,6 +181,7 @@ SAMPLES = {
     sp.Max: sp.Max(x, sp.Rational(1, 5)), sp.Min: sp.Min(x, sp.Rational(1, 5)),
     sp.Piecewise: sp.Piecewise((x**2, x > 0), (sp.sin(x), True)),
     _softplus: _softplus(x), _expit: _expit(x), Product: Product(x, x + 1), Dawson: Dawson(x), Expm1: Expm1(x),
+    GramDeterminant: GramDeterminant(x + 2, x**2 + 1, x / 3),
     Phi: Phi(x), phi: phi(x), Phi2: Phi2(x, x / 2 + sp.Rational(1, 5), sp.Rational(-2, 5)),
     sp.hyper: sp.hyper([sp.Rational(1, 2), sp.Rational(1, 3)], [sp.Rational(3, 2)], x**2 / (x**2 + 1)),
 }
@@ -192,7 +194,8 @@ RTOL = 1e-13
 
 # the rewrite helpers have no evalf of their own: the reference evaluates what they stand for
 _MEANING = {Dawson: lambda z: sp.sqrt(sp.pi) / 2 * sp.exp(-z**2) * sp.erfi(z), Expm1: lambda a: sp.exp(a) - 1,
-            Product: lambda a, b: a * b, _softplus: lambda a: sp.log(1 + sp.exp(a)),
+            Product: lambda a, b: a * b, GramDeterminant: lambda a, b, cc: a * b - cc**2,
+            _softplus: lambda a: sp.log(1 + sp.exp(a)),
             _expit: lambda a: 1 / (1 + sp.exp(-a))}
 
 
@@ -257,6 +260,17 @@ def test_phi_arguments_with_a_vanishing_denominator_take_their_limits():
     np.testing.assert_allclose(values[2], [0.5, 0.0, float(bvn_mpmath(0, 0, mpmath.mpf(1) / 3)), 0.0], atol=1e-15)
     for g in grads:
         assert all(bool(jnp.all(jnp.isfinite(gi))) for gi in g)
+
+
+def test_gram_determinant_is_exactly_zero_at_the_clipped_edge():
+    # under jit XLA contracts q1·q2 − c·c into an FMA, which leaves the rounding error of c² (~eps·q1q2) where
+    # c = ±√(q1q2): √ of it is a √eps error in Φ(√(q1q2 − c²)/√q). The lowered form is exactly 0 there.
+    fn = jax.jit(lower_expression(sp.sqrt(q1 * q2 - c**2), (q1, q2, c)))
+    with jax.enable_x64(True):
+        q = jnp.asarray([1e-4, 0.3, 7.0, 1e3])
+        np.testing.assert_array_equal(np.asarray(fn(q, q, q)), 0.0)
+        np.testing.assert_array_equal(np.asarray(fn(q, 2 * q, -jnp.sqrt(q * (2 * q)))), 0.0)
+        np.testing.assert_allclose(np.asarray(fn(q, q, q / 2)), np.sqrt(0.75) * np.asarray(q), rtol=4e-16)
 
 
 def test_safe_ratio():

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import sympy as sp
 
-from .._stable import Dawson, Expm1, Product, _stabilize
+from .._stable import Dawson, Expm1, GramDeterminant, Product, _stabilize
 from ..dual import Dual
 from ..errors import LoweringError
 from ..symbols import c, q, q1, q2, x
@@ -63,7 +63,22 @@ def _rewrite(expr: sp.Expr) -> sp.Expr:
         expr = sp.powsimp(sp.expand(expr, power_base=False, multinomial=False), combine="exp")
         expr = expr.replace(lambda z: isinstance(z, sp.exp), lambda z: sp.exp(sp.cancel(z.args[0])))
     expr = expr.replace(lambda z: z.is_Add and z.has(sp.exp), _expm1)
+    expr = expr.replace(_is_gram_multiple, _gram_determinant)
     return expr.replace(lambda z: z.is_Mul, _joint_variance_powers)
+
+
+_GRAM = q1 * q2 - c**2
+
+
+def _is_gram_multiple(z: sp.Basic) -> bool:
+    """z = r·(q1q2 − c²) with r free of c (q1q2 − c², 1 − c²/(q1q2), …): a two-term sum in q1, q2 and c."""
+    if not (z.is_Add and len(z.args) == 2 and z.free_symbols == {q1, q2, c}):
+        return False
+    return not sp.cancel(z / _GRAM).has(c)
+
+
+def _gram_determinant(z: sp.Add) -> sp.Expr:
+    return sp.cancel(z / _GRAM) * GramDeterminant(q1, q2, c)
 
 
 def _expm1(add: sp.Add) -> sp.Expr:
@@ -95,7 +110,7 @@ def _walk(e: sp.Basic, env: dict, memo: dict, extra: dict):
     elif e.is_Add:
         out = ft.reduce(lambda a, b: a + b, (_walk(a, env, memo, extra) for a in e.args))
     elif e.is_Mul:
-        out = ft.reduce(lambda a, b: a * b, (_walk(a, env, memo, extra) for a in e.args))
+        out = _product(e, env, memo, extra)
     elif e.is_Pow:
         base = _walk(e.base, env, memo, extra)
         if not e.exp.is_Number:
@@ -139,10 +154,28 @@ def _function(e: sp.Basic, env: dict, memo: dict, extra: dict):
     return fn(*(_walk(a, env, memo, extra) for a in e.args))
 
 
+def _product(e: sp.Mul, env, memo, extra):
+    """A product, with its radicals of negative exponent divided out rather than multiplied as reciprocals:
+    c·(q1q2)^(−1/2) as c/√(q1q2) is exactly 1 on the diagonal (a division and √ are correctly rounded;
+    rsqrt is not: elu's K̇ = … + asin(ρ)/2π came out 2.4e-9 low at q = 8.694395620582394, ρ = 1).
+    A zero denominator gives 0, as safe.safe_power does (a 0/0 form at a degenerate covariance)."""
+    up = [a for a in e.args if not (a.is_Pow and a.exp.is_Rational and a.exp < 0 and not a.exp.is_Integer)]
+    down = [a.base ** -a.exp for a in e.args if a not in up]
+    num = ft.reduce(lambda a, b: a * b, (_walk(a, env, memo, extra) for a in up)) if up else 1.0
+    if not down:
+        return num
+    den = ft.reduce(lambda a, b: a * b, (_walk(a, env, memo, extra) for a in down))
+    zero = den == 0
+    return jnp.where(zero, 0, num / jnp.where(zero, 1, den))
+
+
 def _ratio(arg: sp.Expr, env, memo, extra):
     """arg as num/den (SymPy's fraction), den = 0 giving ±inf (safe.safe_ratio): the arguments of Φ, φ, Φ₂
     are num·(q1q2 − c²)^(−1/2) and the like, infinite where the covariance is singular."""
     num, den = _cancel_radicals(*sp.fraction(sp.together(arg)))
+    # √q1·√q2 → √(q1q2) again (fraction() splits the joint power): ρ = c/√(q1q2) is then exactly ±1 on the
+    # diagonal, where Φ₂(h, k; ρ) has √(1 − ρ) sensitivity (elu's NTK was 2e-9 off at x2 = x1)
+    num, den = (z.replace(lambda m: m.is_Mul, _joint_variance_powers) for z in (num, den))
     if den == 1 or not den.free_symbols:
         return _walk(num / den, env, memo, extra)
     return safe.safe_ratio(_walk(num, env, memo, extra), _walk(den, env, memo, extra))
@@ -307,6 +340,11 @@ def _clip_covariance(q1v, q2v, cv):
     valid set by rounding (|ρ| = 1 + 1e-7 in float32)."""
     q1v, q2v = jnp.maximum(q1v, 0), jnp.maximum(q2v, 0)
     bound = safe.safe_sqrt(q1v * q2v)
+    # |ρ| within 8 ulps of 1 is ρ = ±1 exactly: an input with itself arrives as c = q ± 1 ulp when XLA
+    # contracts the Dense maps of nngp and of the variances differently, and duals whose K̇ behaves like
+    # √(1 − ρ) there (elu, relu: σ' jumps) turn the ulp into a 2e-8 relative error of the NTK
+    near = jnp.abs(cv) >= bound * (1 - 8 * jnp.finfo(bound.dtype).eps)
+    cv = jnp.where(near, jnp.sign(cv) * bound, cv)
     return q1v, q2v, jnp.clip(cv, -bound, bound)
 
 
@@ -428,4 +466,4 @@ def lower(
 
 
 __all__ = ["LoweredDual", "lower", "lower_elementwise", "lower_expression", "SUPPORTED", "EXTRA_FUNCTIONS_ADVICE",
-           "Product", "Dawson", "Expm1"]
+           "Product", "Dawson", "Expm1", "GramDeterminant"]

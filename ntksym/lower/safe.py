@@ -99,3 +99,17 @@ def _safe_ratio_jvp(primals, tangents):
     safe_den = jnp.where(zero, 1, den)
     tangent = (dnum - jnp.where(zero, 0, value) * dden) / safe_den
     return value, jnp.where(zero, 0, tangent)
+
+
+@jax.custom_jvp
+def gram_determinant(q1, q2, c):
+    """q1·q2 − c² as (√(q1q2) − |c|)(√(q1q2) + |c|): exactly 0 where c = ±√(q1q2) (the clipped edge |ρ| = 1);
+    q1·q2 − c·c would be contracted into an FMA that leaves the rounding error of c² there."""
+    s = safe_sqrt(q1 * q2)
+    return (s - jnp.abs(c)) * (s + jnp.abs(c))
+
+
+@gram_determinant.defjvp
+def _gram_determinant_jvp(primals, tangents):
+    (q1, q2, c), (d1, d2, dc) = primals, tangents
+    return gram_determinant(q1, q2, c), q2 * d1 + q1 * d2 - 2 * c * dc

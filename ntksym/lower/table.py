@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import sympy as sp
 
-from .._stable import Dawson, Expm1, Product, _expit, _softplus
+from .._stable import Dawson, Expm1, GramDeterminant, Product, _expit, _softplus
 from ..special import Phi, Phi2, phi
 from . import safe
 
@@ -81,6 +81,7 @@ FUNCTIONS = {
     _softplus: lambda a: jnp.logaddexp(0, a),
     _expit: jax.nn.sigmoid,
     Product: lambda a, b: a * b,
+    GramDeterminant: safe.gram_determinant,
     Dawson: jax.scipy.special.dawsn,
     Expm1: jnp.expm1,
     Phi: jax.scipy.special.ndtr,
