@@ -75,6 +75,16 @@ REFERENCES = [
     ("elu(0.5)", lambda: catalog.elu(0.5), lambda t: t if t > 0 else 0.5 * math.expm1(t)),
     ("selu()", lambda: catalog.selu(), lambda t: SELU_SCALE * (t if t > 0 else SELU_ALPHA * math.expm1(t))),
     ("mish()", lambda: catalog.mish(), lambda t: t * math.tanh(float(np.logaddexp(0.0, t)))),
+    ("relu6()", lambda: catalog.relu6(), lambda t: min(max(t, 0.0), 6.0)),
+    ("hard_tanh()", lambda: catalog.hard_tanh(), lambda t: min(max(t, -1.0), 1.0)),
+    ("hard_sigmoid()", lambda: catalog.hard_sigmoid(), lambda t: min(max(t + 3, 0.0), 6.0) / 6),
+    ("hard_swish()", lambda: catalog.hard_swish(), lambda t: t * min(max(t + 3, 0.0), 6.0) / 6),
+    ("shifted_relu()", lambda: catalog.shifted_relu(), lambda t: max(t - 1, 0.0)),
+    ("shifted_relu(-0.5)", lambda: catalog.shifted_relu(-0.5), lambda t: max(t + 0.5, 0.0)),
+    ("celu()", lambda: catalog.celu(), lambda t: t if t > 0 else math.expm1(t)),
+    ("celu(2)", lambda: catalog.celu(2), lambda t: t if t > 0 else 2 * math.expm1(t / 2)),
+    ("clipped_relu()", lambda: catalog.clipped_relu(), lambda t: min(max(t, 0.0), 1.0)),
+    ("clipped_relu(3)", lambda: catalog.clipped_relu(3), lambda t: min(max(t, 0.0), 3.0)),
 ]
 
 

@@ -20,6 +20,7 @@ import sympy as sp
 from .._stable import Dawson, Expm1, GramDeterminant, Product, _stabilize
 from ..dual import Dual
 from ..errors import LoweringError
+from ..special import Phi, Phi2, phi
 from ..symbols import c, q, q1, q2, x
 from . import panelled, safe, table
 
@@ -159,6 +160,8 @@ def _product(e: sp.Mul, env, memo, extra):
     c·(q1q2)^(−1/2) as c/√(q1q2) is exactly 1 on the diagonal (a division and √ are correctly rounded;
     rsqrt is not: elu's K̇ = … + asin(ρ)/2π came out 2.4e-9 low at q = 8.694395620582394, ρ = 1).
     A zero denominator gives 0, as safe.safe_power does (a 0/0 form at a degenerate covariance)."""
+    if any(isinstance(a, sp.exp) for a in e.args) and any(isinstance(a, (Phi, phi, Phi2)) for a in e.args):
+        return _scaled_product(e, env, memo, extra)
     up = [a for a in e.args if not (a.is_Pow and a.exp.is_Rational and a.exp < 0 and not a.exp.is_Integer)]
     down = [a.base ** -a.exp for a in e.args if a not in up]
     num = ft.reduce(lambda a, b: a * b, (_walk(a, env, memo, extra) for a in up)) if up else 1.0
@@ -167,6 +170,40 @@ def _product(e: sp.Mul, env, memo, extra):
     den = ft.reduce(lambda a, b: a * b, (_walk(a, env, memo, extra) for a in down))
     zero = den == 0
     return jnp.where(zero, 0, num / jnp.where(zero, 1, den))
+
+
+def _log_special(f, env, memo, extra):
+    """log Φ(z), log φ(z) or log Φ₂(h, k; ρ), −inf where the function is 0 (finite gradients: double where)."""
+    dtype = jnp.result_type(*env.values())
+    if isinstance(f, Phi):
+        z = jnp.asarray(_ratio(f.args[0], env, memo, extra), dtype)
+        finite = jnp.isfinite(z)
+        value = jax.scipy.special.log_ndtr(jnp.where(finite, z, 0))
+        return jnp.where(finite, value, jnp.where(z > 0, 0, -jnp.inf))
+    if isinstance(f, phi):
+        z = jnp.asarray(_ratio(f.args[0], env, memo, extra), dtype)
+        finite = jnp.isfinite(z)
+        zs = jnp.where(finite, z, 0)
+        return jnp.where(finite, -zs * zs / 2 - 0.5 * float(np.log(2 * np.pi)), -jnp.inf)
+    value = _walk(f, env, memo, extra)
+    positive = value > 0
+    return jnp.where(positive, jnp.log(jnp.where(positive, value, 1)), -jnp.inf)
+
+
+def _scaled_product(e: sp.Mul, env, memo, extra):
+    """e^A·Φ(·)·… as exp(A + log Φ + …): the engine's truncated moments multiply an exponential that overflows
+    by a Φ, φ or Φ₂ that underflows (elu's e^{q/2}·Φ(−√q) at q = 10⁶ is ∞·0 = NaN in float32; the product is
+    1/√(2πq)). Φ's logarithm is log_ndtr, exact in the tail; Φ₂'s is the log of its value."""
+    specials = [a for a in e.args if isinstance(a, (sp.exp, Phi, phi, Phi2))]
+    rest = sp.Mul(*(a for a in e.args if a not in specials))
+    total = 0.0
+    for f in specials:
+        total = total + (_walk(f.args[0], env, memo, extra) if isinstance(f, sp.exp) else
+                         _log_special(f, env, memo, extra))
+    total = jnp.asarray(total, jnp.result_type(*env.values()))
+    finite = jnp.isfinite(total)
+    scale = jnp.where(finite, jnp.exp(jnp.where(finite, total, 0)), jnp.where(total > 0, jnp.inf, 0))
+    return scale if rest == 1 else _walk(rest, env, memo, extra) * scale
 
 
 def _ratio(arg: sp.Expr, env, memo, extra):
