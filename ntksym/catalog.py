@@ -458,8 +458,8 @@ def hard_swish() -> Activation:
     return _make("hard_swish")
 
 
-def shifted_relu(b: object = 1) -> Activation:
-    """Shifted ReLU: max(x − b, 0)."""
+def shifted_relu(b: object = -1) -> Activation:
+    """Shifted ReLU: max(x − b, 0) (default b = −1: with b > 0 the mass at small variance lies in the far tail)."""
     return _make("shifted_relu", b=b)
 
 

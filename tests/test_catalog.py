@@ -79,7 +79,7 @@ REFERENCES = [
     ("hard_tanh()", lambda: catalog.hard_tanh(), lambda t: min(max(t, -1.0), 1.0)),
     ("hard_sigmoid()", lambda: catalog.hard_sigmoid(), lambda t: min(max(t + 3, 0.0), 6.0) / 6),
     ("hard_swish()", lambda: catalog.hard_swish(), lambda t: t * min(max(t + 3, 0.0), 6.0) / 6),
-    ("shifted_relu()", lambda: catalog.shifted_relu(), lambda t: max(t - 1, 0.0)),
+    ("shifted_relu()", lambda: catalog.shifted_relu(), lambda t: max(t + 1, 0.0)),
     ("shifted_relu(-0.5)", lambda: catalog.shifted_relu(-0.5), lambda t: max(t + 0.5, 0.0)),
     ("celu()", lambda: catalog.celu(), lambda t: t if t > 0 else math.expm1(t)),
     ("celu(2)", lambda: catalog.celu(2), lambda t: t if t > 0 else 2 * math.expm1(t / 2)),

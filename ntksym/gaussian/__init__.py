@@ -102,6 +102,12 @@ def _simplify(e: sp.Expr) -> sp.Expr:
     # e^a·e^b → e^(a+b) in every candidate: separate factors can overflow and underflow (inf·0)
     e = sp.powsimp(e, combine="exp").replace(lambda z: isinstance(z, sp.exp), lambda z: sp.exp(sp.cancel(z.args[0])))
     candidates = [e]
+    if e.has(Phi, Phi2, phi):
+        # truncated-moment forms: the deterministic normal form only, under the derivation's own budget. A
+        # candidate that may or may not finish within SIMPLIFY_SECONDS makes the printed form depend on the
+        # machine's load (derivations/ pages went stale between two runs)
+        # the expanded sum is canonical whatever the route (caches, rule order); _tidy's factoring was not
+        return sp.expand(e, deep=False, power_base=False, power_exp=False, log=False)
     for fn in (_tidy, lambda z: sp.simplify(_tidy(z))):
         if fn is not _tidy and sp.count_ops(candidates[-1]) > SIMPLIFY_MAX_OPS:
             break  # simplify() rarely shortens the collected form of a large expression, and is slow on it
